@@ -1,0 +1,1 @@
+"""Speed and memory measurements (not tests): each prints a table and saves JSON under results/."""

@@ -1,0 +1,127 @@
+"""Cost (and quality) of the ranking model.
+
+Run: ``python benchmarks/bench_rank.py [--shared ../shared] [--sample 60] [--events 300]``.
+
+Measures, on the dev files of ``../shared/eval``: ``digest eval rank`` (whole CiteULike file), the
+arxiv-sanity-lite reference method (its TF-IDF settings + LinearSVC C=0.01, balanced, everything not liked
+negative) on a sample of the same users with the per-user cost ratio, ``digest eval replay``, and the p99
+of one ``record_feedback`` (event stored + model updated) on a migrated SQLite database.
+Prints a table and saves JSON under ``benchmarks/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gzip
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.svm import LinearSVC
+
+from digest.config import load_settings
+from digest.db import Database
+from digest.evaluate import eval_rank, eval_replay
+from digest.models import Paper, Subscriber
+from digest.rank import pick_digest, record_feedback
+
+ROOT = Path(__file__).resolve().parent
+
+
+def _rows(path: Path) -> list[dict]:
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
+
+
+def _timed(run, *args):  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    result = run(*args)
+    return result, time.perf_counter() - start
+
+
+def arxiv_sanity_reference(papers_path: Path, cases_path: Path, sample: int) -> dict:
+    """The reference method on the first ``sample`` users: recall@100 and seconds per user."""
+    papers, cases = _rows(papers_path), _rows(cases_path)[:sample]
+    vectorizer = TfidfVectorizer(
+        strip_accents="unicode", lowercase=True, analyzer="word", stop_words="english",
+        token_pattern=r"(?u)\b[a-zA-Z_][a-zA-Z0-9_]+\b", ngram_range=(1, 2), max_features=20000,
+        norm="l2", use_idf=True, smooth_idf=True, sublinear_tf=True, max_df=0.1, min_df=5,
+    )  # fmt: skip
+    matrix = vectorizer.fit_transform([p["title"] + " " + (p.get("abstract") or "") for p in papers])
+    index = {p["id"]: i for i, p in enumerate(papers)}
+    candidates = np.array([i for i, p in enumerate(papers) if p["split"] == "candidate"])
+    recalls, start = [], time.perf_counter()
+    for case in cases:
+        labels = np.zeros(len(papers))
+        labels[[index[i] for i in case["liked"]]] = 1
+        svm = LinearSVC(class_weight="balanced", max_iter=10000, tol=1e-6, C=0.01).fit(matrix, labels)
+        top = candidates[np.argsort(-svm.decision_function(matrix[candidates]))[:100]]
+        relevant = {index[i] for i in case["relevant"]}
+        recalls.append(len(relevant & set(top)) / min(len(relevant), 100))
+    return {"recall@100": float(np.mean(recalls)), "s_per_user": (time.perf_counter() - start) / len(cases)}
+
+
+def feedback_latency(papers_path: Path, events: int) -> dict:
+    """p50/p99 of one record_feedback call (row stored + model updated and persisted)."""
+    papers = _rows(papers_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = load_settings(data_dir=Path(tmp), secret_key="bench-secret-key-0123456789")
+        db = Database(settings, migrate=True)
+        with db.session() as session:
+            now = dt.datetime(2025, 5, 12)
+            session.add_all(
+                Paper(key=f"title:{p['id']}", title_key=p["id"], title=p["title"], abstract=p.get("abstract"),
+                      first_seen_at=now)
+                for p in papers
+            )  # fmt: skip
+            subscriber = Subscriber(channel="email", email="b@example.org", keywords=["Sound"])
+            session.add(subscriber)
+            session.flush()
+            ids = list(session.scalars(Paper.__table__.select().with_only_columns(Paper.id)))
+            pick_digest(session, settings, subscriber, now=now)  # warms the per-process corpus cache
+            rng, timings = np.random.default_rng(0), []
+            for paper_id in rng.choice(ids, size=events, replace=False):
+                start = time.perf_counter()
+                record_feedback(session, subscriber, int(paper_id), int(rng.choice([1, -1])), "bench")
+                timings.append((time.perf_counter() - start) * 1000)
+            _, pick_seconds = _timed(lambda: pick_digest(session, settings, subscriber, now=now))
+        db.dispose()
+    return {"p50_ms": float(np.percentile(timings, 50)), "p99_ms": float(np.percentile(timings, 99)),
+            "events": events, "corpus_papers": len(papers), "pick_digest_s": pick_seconds}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--shared", type=Path, default=ROOT.parent.parent / "shared")
+    parser.add_argument("--sample", type=int, default=60, help="users for the arxiv-sanity-lite reference")
+    parser.add_argument("--events", type=int, default=300, help="feedback events for the latency measure")
+    args = parser.parse_args()
+    cul, arx = args.shared / "eval" / "citeulike_cold", args.shared / "eval" / "arxiv_replay"
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        rank, rank_s = _timed(eval_rank, cul / "papers.jsonl.gz", cul / "cases.jsonl.gz", out / "r.jsonl")
+        replay, replay_s = _timed(eval_replay, arx / "papers.jsonl.gz", arx / "users.jsonl.gz", out / "p")
+    reference = arxiv_sanity_reference(cul / "papers.jsonl.gz", cul / "cases.jsonl.gz", args.sample)
+    ours_per_user = rank_s / rank["users"]
+    results = {
+        "eval_rank": {"seconds": rank_s, "goal_s": 30, **rank},
+        "eval_replay": {"seconds": replay_s, "goal_s": 60, **replay},
+        "arxiv_sanity_lite": {**reference, "users": args.sample,
+                              "cost_ratio": reference["s_per_user"] / ours_per_user, "goal_ratio": 25},
+        "record_feedback": {**feedback_latency(arx / "papers.jsonl.gz", args.events), "goal_p99_ms": 20},
+    }  # fmt: skip
+    for name, values in results.items():
+        cells = (f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
+        print(f"{name:<18} " + "  ".join(cells))
+    out = ROOT / "results" / "bench_rank.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    print(f"saved {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""``digest eval rank`` and ``digest eval replay``: the production model measured on offline data.
+
+The contract is ``../shared/eval/README.md``. Both protocols run the production classes in memory:
+``Corpus`` for the TF-IDF space, ``Profile.rate`` for every 👍/👎 (the same call ``record_feedback``
+makes after storing a click) and ``Profile.score`` + ``diverse_top`` for picking. ``relevant`` is read
+only to compute metrics, and in the replay to play the user's ratings of papers that were shown.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from digest.rank.corpus import Corpus, paper_text
+from digest.rank.model import Profile, score_many
+from digest.rank.pick import diverse_top
+
+RECALL_CUTS = (20, 50, 100)
+BATCH = 256  # profiles scored together: one sparse product instead of 256
+
+
+class EvalInputError(ValueError):
+    """An evaluation file is unreadable or a row lacks a field; the message names file, line and field."""
+
+
+# --- reading and writing -------------------------------------------------------------------------------
+def _open_text(path: Path, mode: str) -> IO[str]:
+    if path.suffix == ".gz":
+        return gzip.open(path, mode + "t", encoding="utf-8")  # type: ignore[return-value]
+    return open(path, mode, encoding="utf-8")
+
+
+def read_jsonl(path: Path, required: dict[str, type]) -> list[dict[str, Any]]:
+    """Rows of a (gzipped) JSON Lines file, each checked for the ``required`` fields and their types."""
+    rows: list[dict[str, Any]] = []
+    try:
+        with _open_text(path, "r") as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    rows.append(_checked_row(path, number, line, required))
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise EvalInputError(f"{path}: cannot read ({exc})") from None
+    return rows
+
+
+def _checked_row(path: Path, number: int, line: str, required: dict[str, type]) -> dict[str, Any]:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise EvalInputError(f"{path}:{number}: not JSON ({exc.msg})") from None
+    if not isinstance(row, dict):
+        raise EvalInputError(f"{path}:{number}: expected a JSON object")
+    for name, kind in required.items():
+        if not isinstance(row.get(name), kind):
+            raise EvalInputError(f"{path}:{number}: field {name!r} missing or not {kind.__name__}")
+    return row
+
+
+@contextmanager
+def _writer(path: Path) -> Iterator[IO[str]]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _open_text(path, "w") as handle:
+        yield handle
+
+
+def _write(handle: IO[str], row: dict[str, Any]) -> None:
+    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+# --- eval rank ------------------------------------------------------------------------------------------
+def eval_rank(papers_path: Path, cases_path: Path, out: Path, k: int = 100) -> dict[str, float]:
+    """Rank every candidate paper for every case; write the top ``k``; return mean recall@20/50/100."""
+    papers = read_jsonl(papers_path, {"id": str, "title": str})
+    cases = read_jsonl(cases_path, {"user": str, "keywords": list, "liked": list, "disliked": list})
+    corpus = Corpus.from_texts([p["id"] for p in papers], [_text(p) for p in papers])
+    candidate_ids = [p["id"] for p in papers if p.get("split") == "candidate"]
+    candidates = corpus.matrix[corpus.rows(candidate_ids)]
+    recalls: dict[int, list[float]] = {cut: [] for cut in RECALL_CUTS}
+    with _writer(out) as handle:
+        for start in range(0, len(cases), BATCH):
+            batch = cases[start : start + BATCH]
+            scores = score_many([case_profile(c) for c in batch], corpus, candidates)
+            for case, row in zip(batch, scores, strict=True):
+                ranking = [candidate_ids[i] for i in _top_indices(row, k)]
+                _write(handle, {"user": case["user"], "ranking": ranking})
+                for cut in RECALL_CUTS:
+                    recalls[cut].append(_recall(ranking[:cut], case.get("relevant", []), cut))
+    return {f"recall@{cut}": _mean(values) for cut, values in recalls.items()} | {"users": len(cases)}
+
+
+def case_profile(case: dict[str, Any]) -> Profile:
+    """The model production would hold after the user typed ``keywords`` and clicked every 👍/👎."""
+    profile = Profile(case["keywords"])
+    for paper_id in case["liked"]:
+        profile.rate(paper_id, 1)
+    for paper_id in case["disliked"]:
+        profile.rate(paper_id, -1)
+    return profile
+
+
+def _top_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    if k < scores.size:
+        part = np.argpartition(-scores, k)[:k]
+        return part[np.argsort(-scores[part], kind="stable")]
+    return np.argsort(-scores, kind="stable")
+
+
+def _recall(ranking: list[str], relevant: list[str], cut: int) -> float:
+    if not relevant:
+        return 0.0
+    return len(set(ranking) & set(relevant)) / min(len(relevant), cut)
+
+
+# --- eval replay ----------------------------------------------------------------------------------------
+@dataclass
+class ReplayUser:
+    name: str
+    profile: Profile
+    relevant: set[str]
+    shown: set[str] = field(default_factory=set)
+    day_scores: list[tuple[int, float]] = field(default_factory=list)  # (day index, hits / possible)
+
+
+def eval_replay(papers_path: Path, users_path: Path, out: Path, k: int = 10) -> dict[str, float]:
+    """Thirty days of digests: pick ``k`` of each day's papers, learn from the simulated ratings."""
+    papers = read_jsonl(papers_path, {"id": str, "title": str, "date": str})
+    users = read_jsonl(users_path, {"user": str, "keywords": list, "relevant": list})
+    days = sorted({p["date"] for p in papers})
+    players = [ReplayUser(u["user"], Profile(u["keywords"]), set(u["relevant"])) for u in users]
+    corpus = Corpus()
+    with _writer(out) as handle:
+        for index, day in enumerate(days):
+            todays = [p for p in papers if p["date"] == day]
+            corpus.extend([p["id"] for p in todays], [_text(p) for p in todays])
+            for player in players:
+                shown = _replay_day(corpus, player, [p["id"] for p in todays], k, index)
+                _write(handle, {"user": player.name, "date": day, "shown": shown})
+    return _replay_metrics(players, len(days), k) | {"users": len(players), "days": len(days)}
+
+
+def _replay_day(corpus: Corpus, player: ReplayUser, today: list[str], k: int, index: int) -> list[str]:
+    fresh = [paper_id for paper_id in today if paper_id not in player.shown]
+    rows = corpus.rows(fresh)
+    scores = player.profile.score(corpus, corpus.matrix[rows])
+    shown = [fresh[i] for i in diverse_top(corpus, rows, scores, k, floor=0.0)]
+    for paper_id in shown:  # the simulated user rates every shown paper, as a real click would
+        player.profile.rate(paper_id, 1 if paper_id in player.relevant else -1)
+    player.shown.update(shown)
+    possible = min(k, sum(paper_id in player.relevant for paper_id in today))
+    if possible:
+        player.day_scores.append((index, sum(p in player.relevant for p in shown) / possible))
+    return shown
+
+
+def _replay_metrics(players: list[ReplayUser], n_days: int, k: int) -> dict[str, float]:
+    def averaged(keep) -> float:  # type: ignore[no-untyped-def]
+        per_user = [[s for day, s in p.day_scores if keep(day)] for p in players]
+        return _mean([_mean(scores) for scores in per_user if scores])
+
+    return {
+        f"hit@{k}": averaged(lambda day: True),
+        f"hit@{k}_first5": averaged(lambda day: day < 5),
+        f"hit@{k}_last10": averaged(lambda day: day >= n_days - 10),
+    }
+
+
+def _text(paper: dict[str, Any]) -> str:
+    return paper_text(paper["title"], paper.get("abstract"))
+
+
+def _mean(values: list[float]) -> float:
+    return round(float(np.mean(values)), 4) if values else 0.0

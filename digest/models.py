@@ -1,0 +1,209 @@
+"""The ORM tables (SQLAlchemy 2 typed mappings). ``migrations/`` holds their Alembic history.
+
+Times are stored as naive UTC datetimes (SQLite keeps no zone); ``utcnow()`` is the one clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Stable constraint names so Alembic migrations work the same on SQLite and PostgreSQL.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON, list[int]: JSON}
+
+
+class Paper(Base):
+    """One paper, whichever files listed it. ``key`` is ``arxiv:<id>`` when known, else ``title:<key>``."""
+
+    __tablename__ = "papers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(512), unique=True)
+    arxiv_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    title_key: Mapped[str] = mapped_column(String(512), unique=True)
+    title: Mapped[str] = mapped_column(Text)
+    abstract: Mapped[str | None] = mapped_column(Text)
+    authors: Mapped[list[str]] = mapped_column(default=list)
+    published_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    upvotes: Mapped[int | None] = mapped_column(Integer)
+    first_seen_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+    appearances: Mapped[list[Appearance]] = relationship(back_populates="paper", cascade="all, delete-orphan")
+
+    @property
+    def url(self) -> str | None:
+        return f"https://huggingface.co/papers/{self.arxiv_id}" if self.arxiv_id else None
+
+
+class DigestFile(Base):
+    """One digest file offered to ingestion, accepted or rejected. Files themselves are never touched."""
+
+    __tablename__ = "digest_files"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(1024))
+    path: Mapped[str | None] = mapped_column(Text)
+    content_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    format: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # ingested | rejected
+    error: Mapped[str | None] = mapped_column(Text)
+    digest_date: Mapped[dt.date | None] = mapped_column(Date)
+    papers_total: Mapped[int] = mapped_column(Integer, default=0)
+    papers_new: Mapped[int] = mapped_column(Integer, default=0)
+    papers_duplicate: Mapped[int] = mapped_column(Integer, default=0)
+    ingested_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    appearances: Mapped[list[Appearance]] = relationship(back_populates="digest_file")
+
+
+class Appearance(Base):
+    """A paper listed by a digest file (for a date, when the file says one)."""
+
+    __tablename__ = "appearances"
+    __table_args__ = (UniqueConstraint("paper_id", "digest_file_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"), index=True)
+    digest_file_id: Mapped[int] = mapped_column(ForeignKey("digest_files.id", ondelete="CASCADE"), index=True)
+    digest_date: Mapped[dt.date | None] = mapped_column(Date)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+
+    paper: Mapped[Paper] = relationship(back_populates="appearances")
+    digest_file: Mapped[DigestFile] = relationship(back_populates="appearances")
+
+
+class Subscriber(Base):
+    """A subscription: one channel (email, Slack webhook or Slack bot channel) and its preferences.
+
+    ``status``: pending (web sign-up awaiting confirmation), active, paused, unsubscribed, disabled
+    (the channel failed permanently too often). ``next_send_at`` (UTC) is the scheduling state that
+    the dispatch job claims with a conditional UPDATE.
+    """
+
+    __tablename__ = "subscribers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))  # email | slack_webhook | slack_bot
+    email: Mapped[str | None] = mapped_column(String(320), index=True)
+    slack_webhook_url: Mapped[str | None] = mapped_column(Text)
+    slack_channel: Mapped[str | None] = mapped_column(String(64))
+    keywords: Mapped[list[str]] = mapped_column(default=list)
+    excluded_keywords: Mapped[list[str]] = mapped_column(default=list)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    send_time: Mapped[str] = mapped_column(String(5), default="08:00")  # HH:MM local
+    weekdays: Mapped[str] = mapped_column(String(7), default="0123456")  # Monday=0 … Sunday=6
+    cadence: Mapped[str] = mapped_column(String(8), default="daily")  # daily | weekly
+    digest_size: Mapped[int] = mapped_column(Integer, default=10)
+    status: Mapped[str] = mapped_column(String(16), default="active", index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    confirmed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    next_send_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    failure_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    @property
+    def address(self) -> str:
+        return self.email or self.slack_channel or "slack-webhook"
+
+
+class Feedback(Base):
+    """One 👍 (+1) or 👎 (-1) event. History is kept; the latest per (subscriber, paper) wins."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (Index("ix_feedback_subscriber_paper", "subscriber_id", "paper_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"))
+    value: Mapped[int] = mapped_column(SmallInteger)
+    source: Mapped[str] = mapped_column(String(16), default="web")  # web | slack | cli | eval
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class SubscriberModel(Base):
+    """A subscriber's relevance model, serialised, so it survives a restart without a refit."""
+
+    __tablename__ = "subscriber_models"
+
+    subscriber_id: Mapped[int] = mapped_column(
+        ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    state: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class Delivery(Base):
+    """The ledger: one row per (subscriber, digest date), whatever happened to it.
+
+    ``status``: sending (claimed, transport call in progress), sent, failed, skipped_empty.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (UniqueConstraint("subscriber_id", "digest_date"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
+    digest_date: Mapped[dt.date] = mapped_column(Date)
+    channel: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+    items: Mapped[list[DeliveryItem]] = relationship(
+        back_populates="delivery", cascade="all, delete-orphan", order_by="DeliveryItem.position"
+    )
+
+
+class DeliveryItem(Base):
+    """A paper listed in a delivery. Unique per (subscriber, paper): no paper is ever sent twice."""
+
+    __tablename__ = "delivery_items"
+    __table_args__ = (UniqueConstraint("subscriber_id", "paper_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"), index=True)
+    subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float, default=0.0)
+    why: Mapped[str] = mapped_column(Text, default="")
+
+    delivery: Mapped[Delivery] = relationship(back_populates="items")

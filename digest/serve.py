@@ -1,0 +1,112 @@
+"""``digest serve``: the web app (uvicorn) and the scheduler (APScheduler) in one process.
+
+Shutdown on SIGTERM / SIGINT: uvicorn stops accepting requests and finishes the ones in flight; the
+same signal sets the dispatcher's stop event, so the dispatch loop stops between two sends; then
+``scheduler.shutdown(wait=True)`` waits for a running job to finish. A send in progress therefore
+completes and records its delivery and lease release; a process killed harder than that leaves its
+claim to expire (see ``digest.dispatch``). The exit code is 0 after a signal-initiated shutdown.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+
+import uvicorn
+
+from digest.config import Settings
+from digest.db import Database
+from digest.schedule import build_scheduler
+
+log = logging.getLogger(__name__)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, which also tells the scheduler's jobs to stop as soon as a signal arrives."""
+
+    def __init__(self, config: uvicorn.Config, stopping: threading.Event) -> None:
+        super().__init__(config)
+        self.stopping = stopping
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.stopping.set()
+        super().handle_exit(sig, frame)
+
+
+def describe(settings: Settings, host: str, port: int, scheduler: bool) -> list[str]:
+    """The start-up banner: where the service listens, reads files from, and sends mail to."""
+    mail = (
+        f"SMTP {settings.smtp_host}:{settings.smtp_port} ({settings.smtp_security})"
+        if settings.uses_smtp
+        else f"files in {settings.outbox.resolve()} (set DIGEST_SMTP_HOST to send real mail)"
+    )
+    lines = [
+        f"digest is running at http://{host}:{port}",
+        f"links:    {settings.base_url}  (DIGEST_BASE_URL: the address subscribers' links point at)",
+        f"inbox:    {settings.inbox.resolve()}  (drop digest files here; write elsewhere, then rename in)",
+        f"mail:     {mail}",
+        f"database: {_database_label(settings)}",
+    ]
+    if not scheduler:
+        lines.append("scheduler: off (web app only; DIGEST_SCHEDULER=false or --no-scheduler)")
+    return lines
+
+
+def _database_label(settings: Settings) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(settings.db_url).render_as_string(hide_password=True)
+
+
+def serve(
+    settings: Settings, *, host: str, port: int, scheduler: bool = True, echo: Callable[[str], None] = print
+) -> int:
+    """Run until SIGTERM/SIGINT; return the process exit code."""
+    from digest.web.app import create_app  # the web room; imported when serving, not for `--help`
+
+    _configure_logging(settings)
+    for folder in (settings.inbox, settings.outbox):
+        folder.mkdir(parents=True, exist_ok=True)
+    db = Database(settings)
+    stopping = threading.Event()
+    jobs = build_scheduler(db, settings, stop=stopping) if scheduler else None
+    config = uvicorn.Config(
+        create_app(settings, db), host=host, port=port, log_level=settings.log_level.lower()
+    )
+    server = _Server(config, stopping)
+    _install_signal_handlers(server)
+    for line in describe(settings, host, port, scheduler):
+        echo(line)
+    if jobs is not None:
+        jobs.start()
+    try:
+        server.run()
+    finally:
+        stopping.set()
+        if jobs is not None:
+            jobs.shutdown(wait=True)  # lets a running job (a send in progress) finish
+        db.dispose()
+    return 0 if server.started else 1
+
+
+def _install_signal_handlers(server: _Server) -> None:
+    # uvicorn swaps in its own handlers while it runs, then restores these and re-raises the signal it
+    # caught (so the process "dies by the signal"). Ours record the request instead, so the scheduler
+    # still gets its orderly shutdown and the exit code is 0. Before uvicorn is up they also stop it.
+    def request_stop(sig: int, frame: FrameType | None) -> None:
+        server.stopping.set()
+        server.should_exit = True
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, request_stop)
+
+
+def _configure_logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    # APScheduler logs two INFO lines per job run (every few seconds for the inbox); ours say what happened.
+    if settings.log_level != "DEBUG":
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)

@@ -1,0 +1,113 @@
+"""Signed tokens for every link in a digest and every Slack button value.
+
+A token binds subscriber + paper (when there is one) + action and carries its signing time, so a
+tampered, expired or wrong-action token is refused (``BadToken`` says which). Tokens are signed with
+``Settings.secret`` through itsdangerous; nothing is stored server-side.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+
+Action = Literal["up", "down", "preferences", "unsubscribe", "confirm"]
+ACTIONS: frozenset[str] = frozenset({"up", "down", "preferences", "unsubscribe", "confirm"})
+FEEDBACK_ACTIONS: frozenset[str] = frozenset({"up", "down"})
+# Unsubscribe links never expire: an old digest's unsubscribe must keep working (CAN-SPAM asks for at
+# least 30 days; a subscriber digging out a months-old mail expects it too). The token can do nothing else.
+NON_EXPIRING: frozenset[str] = frozenset({"unsubscribe"})
+SALT = "digest.link.v1"
+
+
+class BadToken(Exception):
+    """A token that is malformed, tampered with, expired or meant for another action."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class Token:
+    action: str
+    subscriber_id: int
+    paper_id: int | None = None
+
+
+class Signer:
+    def __init__(self, secret: str, max_age_days: int = 60) -> None:
+        self._serializer = URLSafeTimedSerializer(secret, salt=SALT)
+        self.max_age_seconds = max_age_days * 86400
+
+    def dumps(self, action: Action, subscriber_id: int, paper_id: int | None = None) -> str:
+        if action not in ACTIONS:
+            raise ValueError(f"unknown token action {action!r}")
+        payload: list[object] = [action, subscriber_id] + ([paper_id] if paper_id is not None else [])
+        return self._serializer.dumps(payload)
+
+    def loads(self, token: str, allowed: frozenset[str] | set[str]) -> Token:
+        """Check signature, expiry and action; raise BadToken naming what is wrong."""
+        payload = self._unsign(token)
+        parsed = _parse(payload)
+        if parsed.action not in allowed:
+            raise BadToken(f"this link is for '{parsed.action}', not for this page")
+        if parsed.action not in NON_EXPIRING:
+            self._check_age(token)
+        return parsed
+
+    def _unsign(self, token: str) -> object:
+        try:
+            return self._serializer.loads(token)
+        except BadSignature:
+            raise BadToken("the link is not valid (it was changed or cut short)") from None
+
+    def _check_age(self, token: str) -> None:
+        try:
+            self._serializer.loads(token, max_age=self.max_age_seconds)
+        except SignatureExpired:
+            raise BadToken("the link has expired") from None
+
+
+def _parse(payload: object) -> Token:
+    if not isinstance(payload, list) or len(payload) not in (2, 3):
+        raise BadToken("the link is not valid")
+    action, subscriber_id, *rest = payload
+    paper_id = rest[0] if rest else None
+    ids_ok = isinstance(subscriber_id, int) and (paper_id is None or isinstance(paper_id, int))
+    if action not in ACTIONS or not ids_ok:
+        raise BadToken("the link is not valid")
+    if (action in FEEDBACK_ACTIONS) != (paper_id is not None):
+        raise BadToken("the link is not valid")
+    return Token(action=action, subscriber_id=subscriber_id, paper_id=paper_id)
+
+
+class Links:
+    """Absolute URLs of the web app, with signed tokens where the page acts for a subscriber."""
+
+    def __init__(self, base_url: str, signer: Signer) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.signer = signer
+
+    def feedback(self, subscriber_id: int, paper_id: int, vote: Literal["up", "down"]) -> str:
+        return f"{self.base_url}/feedback/{self.signer.dumps(vote, subscriber_id, paper_id)}"
+
+    def paper(self, paper_id: int) -> str:
+        return f"{self.base_url}/papers/{paper_id}"
+
+    def preferences(self, subscriber_id: int) -> str:
+        return f"{self.base_url}/preferences/{self.signer.dumps('preferences', subscriber_id)}"
+
+    def unsubscribe(self, subscriber_id: int) -> str:
+        return f"{self.base_url}/unsubscribe/{self.signer.dumps('unsubscribe', subscriber_id)}"
+
+    def confirm(self, subscriber_id: int) -> str:
+        return f"{self.base_url}/confirm/{self.signer.dumps('confirm', subscriber_id)}"
+
+
+def links_for(settings: object) -> Links:
+    """The Links of a Settings object (kept loose-typed to avoid an import cycle with config)."""
+    secret = settings.secret  # type: ignore[attr-defined]
+    signer = Signer(secret, settings.token_max_age_days)  # type: ignore[attr-defined]
+    return Links(settings.base_url, signer)  # type: ignore[attr-defined]

@@ -1,0 +1,202 @@
+"""A subscriber's own pages, reached through the signed links in every digest: preferences, pause and resume,
+"delete my data", and unsubscribe (including the RFC 8058 one-click POST that mail providers send).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse
+
+from digest import subscribers
+from digest.models import Subscriber
+from digest.subscribers import InvalidSubscription
+from digest.web.forms import (
+    WEEKDAY_NAMES,
+    FormErrors,
+    PreferencesForm,
+    form_field,
+    preference_fields,
+    schedule_fields,
+    timezones,
+)
+from digest.web.site import Site, get_subscriber, message, page, site_of
+
+router = APIRouter()
+STOPPED = ("unsubscribed", "disabled")
+
+
+def _form_of(subscriber: Subscriber) -> PreferencesForm:
+    return PreferencesForm(
+        keywords=", ".join(subscriber.keywords or []),
+        excluded_keywords=", ".join(subscriber.excluded_keywords or []),
+        send_time=subscriber.send_time,
+        timezone=subscriber.timezone,
+        digest_size=str(subscriber.digest_size),
+        weekdays=list(subscriber.weekdays),
+        cadence=subscriber.cadence,
+    )
+
+
+def _preferences_page(
+    request: Request,
+    subscriber: Subscriber,
+    token: str,
+    form: PreferencesForm | None = None,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+    saved: str | None = None,
+) -> HTMLResponse:
+    return page(
+        request,
+        "preferences.html",
+        status,
+        subscriber=subscriber,
+        token=token,
+        form=form or _form_of(subscriber),
+        errors=errors or {},
+        saved=saved,
+        timezones=timezones(),
+        weekday_names=WEEKDAY_NAMES,
+    )
+
+
+@router.get("/preferences/{token}", response_class=HTMLResponse, summary="Show a subscriber's preferences")
+def preferences_page(request: Request, token: str) -> HTMLResponse:
+    site = site_of(request)
+    link = site.token(token, {"preferences"})
+    with site.db.session() as session:
+        return _preferences_page(request, get_subscriber(session, link.subscriber_id), token)
+
+
+@router.post("/preferences/{token}", response_class=HTMLResponse, summary="Save a subscriber's preferences")
+def save_preferences(request: Request, token: str, form: Annotated[PreferencesForm, Form()]) -> HTMLResponse:
+    site = site_of(request)
+    link = site.token(token, {"preferences"})
+    site.csrf.check(request, form.csrf_token)
+    with site.db.sessions() as session:
+        subscriber = get_subscriber(session, link.subscriber_id)
+        try:
+            fields = preference_fields(form, subscriber.digest_size) | schedule_fields(form)
+            subscribers.update_preferences(session, subscriber, **fields)
+        except FormErrors as exc:
+            return _preferences_page(request, subscriber, token, form, exc.errors, 422)
+        except InvalidSubscription as exc:
+            session.rollback()
+            session.refresh(subscriber)
+            errors = {form_field(exc.field): exc.message}
+            return _preferences_page(request, subscriber, token, form, errors, 422)
+        session.commit()
+        return _preferences_page(request, subscriber, token, saved="Your preferences are saved.")
+
+
+def _set_status(
+    request: Request,
+    site: Site,
+    token: str,
+    csrf_token: str,
+    allowed_from: tuple[str, ...],
+    status: str,
+    note: str,
+) -> HTMLResponse:
+    link = site.token(token, {"preferences"})
+    site.csrf.check(request, csrf_token)
+    with site.db.session() as session:
+        subscriber = get_subscriber(session, link.subscriber_id)
+        if subscriber.status in allowed_from:
+            subscribers.update_preferences(session, subscriber, status=status)
+        else:
+            note = f"Nothing changed: this subscription is {subscriber.status}."
+        return _preferences_page(request, subscriber, token, saved=note)
+
+
+@router.post("/preferences/{token}/pause", response_class=HTMLResponse, summary="Pause the digest")
+def pause(request: Request, token: str, csrf_token: Annotated[str, Form()] = "") -> HTMLResponse:
+    return _set_status(
+        request,
+        site_of(request),
+        token,
+        csrf_token,
+        ("active",),
+        "paused",
+        "Paused: no digest is sent until you resume.",
+    )
+
+
+@router.post("/preferences/{token}/resume", response_class=HTMLResponse, summary="Resume the digest")
+def resume(request: Request, token: str, csrf_token: Annotated[str, Form()] = "") -> HTMLResponse:
+    # A signed preferences link proves the address, so it may also restart an unsubscribed or disabled
+    # subscription without a new double opt-in.
+    return _set_status(
+        request,
+        site_of(request),
+        token,
+        csrf_token,
+        ("paused", *STOPPED),
+        "active",
+        "Resumed: your next digest goes out at your chosen time.",
+    )
+
+
+@router.get("/preferences/{token}/delete", response_class=HTMLResponse, summary="Ask to delete all data")
+def delete_page(request: Request, token: str) -> HTMLResponse:
+    site = site_of(request)
+    link = site.token(token, {"preferences"})
+    with site.db.session() as session:
+        subscriber = get_subscriber(session, link.subscriber_id)
+        return page(request, "delete.html", subscriber=subscriber, token=token)
+
+
+@router.post("/preferences/{token}/delete", response_class=HTMLResponse, summary="Delete all data")
+def delete(request: Request, token: str, csrf_token: Annotated[str, Form()] = "") -> HTMLResponse:
+    site = site_of(request)
+    link = site.token(token, {"preferences"})
+    site.csrf.check(request, csrf_token)
+    with site.db.session() as session:
+        subscribers.delete_subscriber(session, get_subscriber(session, link.subscriber_id))
+    return message(
+        request,
+        "Your data is deleted",
+        "Your subscription, your votes, your reading model and the record of what we sent you are gone. "
+        "Links in old digests no longer work.",
+        action_path="/",
+        action_label="Subscribe again",
+    )
+
+
+@router.get("/unsubscribe/{token}", response_class=HTMLResponse, summary="Ask to unsubscribe")
+def unsubscribe_page(request: Request, token: str) -> HTMLResponse:
+    site = site_of(request)
+    link = site.token(token, {"unsubscribe"})
+    with site.db.session() as session:
+        subscriber = get_subscriber(session, link.subscriber_id)
+        return page(request, "unsubscribe.html", subscriber=subscriber, token=token)
+
+
+@router.post("/unsubscribe/{token}", response_class=HTMLResponse, summary="Unsubscribe (+ RFC 8058)")
+def unsubscribe(
+    request: Request,
+    token: str,
+    csrf_token: Annotated[str, Form()] = "",
+    one_click: Annotated[str, Form(alias="List-Unsubscribe")] = "",
+) -> HTMLResponse:
+    site = site_of(request)
+    link = site.token(token, {"unsubscribe"})
+    # RFC 8058 §3.1: mail providers POST "List-Unsubscribe=One-Click" with no cookies and follow no
+    # redirects. The signed token in the URL is the whole authorisation (a forger would need it anyway),
+    # so this one request skips the CSRF check and is answered 200 directly.
+    if one_click != "One-Click":
+        site.csrf.check(request, csrf_token)
+    with site.db.session() as session:
+        subscriber = get_subscriber(session, link.subscriber_id)
+        if subscriber.status != "unsubscribed":
+            subscribers.update_preferences(session, subscriber, status="unsubscribed")
+        preferences = site.links.preferences(subscriber.id).removeprefix(site.links.base_url)
+    return message(
+        request,
+        "You're unsubscribed",
+        "No more digests will be sent to you.",
+        action_path=preferences,
+        action_label="Changed your mind? Resume",
+    )

@@ -1,0 +1,127 @@
+"""The FastAPI application: `create_app(settings, db)` wires routes, error pages and security headers.
+
+`digest serve` runs it with uvicorn. Interactive API docs are off (their CDN scripts would break the
+Content-Security-Policy); the OpenAPI document stays at /openapi.json for fuzzing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from digest import __version__
+from digest.config import Settings
+from digest.db import Database
+from digest.signing import BadToken
+from digest.web import account, feedback, slack, subscribe
+from digest.web.notices import NoticeFailed
+from digest.web.security import CsrfError, SecurityHeaders, install_log_redaction
+from digest.web.site import NotFound, Site, message, site_of
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+
+@asynccontextmanager
+async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    install_log_redaction()  # again after uvicorn configured its loggers
+    yield
+
+
+def create_app(settings: Settings, db: Database) -> FastAPI:
+    install_log_redaction()
+    app = FastAPI(title="digest", version=__version__, docs_url=None, redoc_url=None, lifespan=_lifespan)
+    app.state.site = Site.build(settings, db)
+    for module in (subscribe, feedback, account, slack):
+        app.include_router(module.router)
+    app.add_api_route("/healthz", healthz, methods=["GET"], summary="Database ping")
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _add_error_pages(app)
+    app.add_middleware(SecurityHeaders)
+    return app
+
+
+def healthz(request: Request) -> JSONResponse:
+    try:
+        with site_of(request).db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:  # any driver error means "not healthy"; the type says enough for a probe
+        return JSONResponse({"status": "error", "database": type(exc).__name__}, status_code=503)
+    return JSONResponse({"status": "ok", "database": "ok", "version": __version__})
+
+
+def _add_error_pages(app: FastAPI) -> None:
+    """Every failure is a short page saying what was wrong; never a stack trace."""
+
+    @app.exception_handler(BadToken)
+    async def bad_token(request: Request, exc: BadToken) -> HTMLResponse:
+        return message(
+            request,
+            "This link can't be used",
+            f"{_sentence(exc.reason)} Links in your latest digest are fresh; use one of those.",
+            400,
+        )
+
+    @app.exception_handler(NotFound)
+    async def not_found(request: Request, exc: NotFound) -> HTMLResponse:
+        text = f"We have no {exc.what} for this link (any more)."
+        return message(request, f"No such {exc.what}", text, 404)
+
+    @app.exception_handler(CsrfError)
+    async def csrf_failed(request: Request, exc: CsrfError) -> HTMLResponse:
+        return message(
+            request,
+            "Please try again",
+            f"We could not accept this form: {exc}. Go back, reload the page and submit it again.",
+            403,
+        )
+
+    @app.exception_handler(NoticeFailed)
+    async def notice_failed(request: Request, _exc: NoticeFailed) -> HTMLResponse:
+        return message(
+            request,
+            "We could not send the message",
+            "Your request is saved, but the "
+            "confirmation could not be sent just now. Please try again in a few minutes.",
+            503,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> HTMLResponse:
+        title = "Page not found" if exc.status_code == 404 else str(exc.detail)
+        return message(
+            request,
+            title,
+            "Check the address, or start from the home page.",
+            exc.status_code,
+            headers=getattr(exc, "headers", None),
+            action_path="/",
+            action_label="Home",
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> HTMLResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:]) or 'request'}: {e['msg']}" for e in exc.errors()
+        )
+        return message(request, "Bad request", f"The request was not understood ({problems}).", 422)
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, _exc: Exception) -> HTMLResponse:
+        return message(
+            request,
+            "Something went wrong",
+            "Sorry, that failed on our side. Nothing was changed; please try again.",
+            500,
+        )
+
+
+def _sentence(reason: str) -> str:
+    return reason[:1].upper() + reason[1:] + ("" if reason.endswith(".") else ".")

@@ -1,0 +1,158 @@
+"""Sign-up with double opt-in: the form, the "check your inbox" answer, and the confirmation link.
+
+The answer never says whether an address was already subscribed (that would let anyone probe who reads
+what): every valid submission gets the same page, and the mail that follows differs instead. A new or
+still-pending address gets a confirmation link; a live subscription gets its "manage preferences" link.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from digest import subscribers
+from digest.models import Subscriber, utcnow
+from digest.subscribers import InvalidSubscription
+from digest.web import notices
+from digest.web.forms import (
+    FormErrors,
+    SubscribeForm,
+    channel_fields,
+    form_field,
+    preference_fields,
+    timezones,
+)
+from digest.web.site import Site, get_subscriber, message, page, site_of
+
+router = APIRouter()
+
+
+def _subscribe_form(request: Request, form: SubscribeForm, errors: dict[str, str], status: int = 200) -> Any:
+    site = site_of(request)
+    return page(
+        request,
+        "subscribe.html",
+        status,
+        form=form,
+        errors=errors,
+        timezones=timezones(),
+        default_size=site.settings.default_digest_size,
+    )
+
+
+@router.get("/", response_class=HTMLResponse, summary="The subscribe form")
+@router.get("/subscribe", response_class=HTMLResponse, summary="The subscribe form")
+def subscribe_page(request: Request) -> HTMLResponse:
+    return _subscribe_form(request, SubscribeForm(), {})
+
+
+@router.post("/subscribe", response_class=HTMLResponse, summary="Sign up (a confirmation link is sent)")
+def subscribe(request: Request, form: Annotated[SubscribeForm, Form()]) -> HTMLResponse:
+    site = site_of(request)
+    retry_after = site.subscribe_limiter.hit(request.client.host if request.client else "unknown")
+    if retry_after is not None:
+        return message(
+            request,
+            "Too many sign-ups",
+            "Please wait a minute before trying again.",
+            429,
+            headers={"Retry-After": str(int(retry_after) + 1)},
+        )
+    site.csrf.check(request, form.csrf_token)
+    try:
+        fields = channel_fields(form) | preference_fields(form, site.settings.default_digest_size)
+        subscriber_id, kind = _sign_up(site, fields)
+    except FormErrors as exc:
+        return _subscribe_form(request, form, exc.errors, 422)
+    except InvalidSubscription as exc:
+        return _subscribe_form(request, form, {form_field(exc.field): exc.message}, 422)
+    notices.send(site, subscriber_id, kind)
+    where = "inbox" if "email" in fields else "Slack channel"
+    return message(
+        request,
+        f"Check your {where}",
+        f"We sent a message to {fields.get('email') or 'that Slack destination'}. "
+        "Open the link in it to confirm; nothing is sent to you before that.",
+    )
+
+
+def _sign_up(site: Site, fields: dict[str, Any]) -> tuple[int, str]:
+    """Store the sign-up and say which notice to send: ("confirm" | "manage")."""
+    destination = {k: v for k, v in fields.items() if k in ("email", "slack_webhook_url", "slack_channel")}
+    prefs = {k: v for k, v in fields.items() if k not in destination}
+    with site.db.sessions() as session:
+        live = _live_subscription(session, site, destination)
+        if live is None:
+            created = subscribers.create_subscriber(session, site.settings, **fields, status="pending")
+            session.commit()
+            return created.id, "confirm"
+        # Same checks as a new sign-up, so errors look the same whether or not the address is known.
+        subscribers.update_preferences(session, live, **prefs)
+        if live.status == "pending":
+            session.commit()  # a second try before confirming: keep the newest choices, resend the link
+            return live.id, "confirm"
+        session.rollback()  # a live subscription changes only through its own signed preferences link
+        return live.id, "manage"
+
+
+def _live_subscription(session: Session, site: Site, destination: dict[str, str]) -> Subscriber | None:
+    ((name, raw),) = destination.items()
+    cleaners = {
+        "email": subscribers.clean_email,
+        "slack_webhook_url": lambda v: subscribers.clean_webhook_url(v, site.settings),
+        "slack_channel": subscribers.clean_slack_channel,
+    }
+    value = cleaners[name](raw)
+    column = getattr(Subscriber, name)
+    match = func.lower(column) == value.lower() if name == "email" else column == value
+    query = select(Subscriber).where(match, Subscriber.status.in_(subscribers.LIVE_STATUSES))
+    return session.scalars(query.order_by(Subscriber.id.desc()).limit(1)).first()
+
+
+@router.get("/confirm/{token}", response_class=HTMLResponse, summary="Ask to confirm a sign-up")
+def confirm_page(request: Request, token: str) -> HTMLResponse:
+    site = site_of(request)
+    link = site.token(token, {"confirm"})
+    with site.db.session() as session:
+        subscriber = get_subscriber(session, link.subscriber_id)
+        if subscriber.status != "pending":
+            return _already(request, site, subscriber)
+        return page(request, "confirm.html", subscriber=subscriber, token=token)
+
+
+@router.post("/confirm/{token}", response_class=HTMLResponse, summary="Confirm a sign-up")
+def confirm(request: Request, token: str, csrf_token: Annotated[str, Form()] = "") -> HTMLResponse:
+    site = site_of(request)
+    link = site.token(token, {"confirm"})
+    site.csrf.check(request, csrf_token)
+    with site.db.session() as session:
+        subscriber = get_subscriber(session, link.subscriber_id)
+        if subscriber.status != "pending":
+            return _already(request, site, subscriber)
+        subscribers.update_preferences(session, subscriber, status="active")
+        subscriber.confirmed_at = utcnow()
+        return message(
+            request,
+            "You're subscribed",
+            "Your first digest arrives at your chosen time. Every digest has a link to change your "
+            "preferences or unsubscribe.",
+            action_path=_path(site, site.links.preferences(subscriber.id)),
+            action_label="Your preferences",
+        )
+
+
+def _already(request: Request, site: Site, subscriber: Subscriber) -> HTMLResponse:
+    # An old confirmation link must not bring back a subscription that was stopped since.
+    text = {
+        "active": "This subscription is already confirmed.",
+        "paused": "This subscription is confirmed and currently paused.",
+    }.get(subscriber.status, "This subscription was stopped; sign up again to restart it.")
+    return message(request, "Nothing to confirm", text)
+
+
+def _path(site: Site, url: str) -> str:
+    return url.removeprefix(site.links.base_url)

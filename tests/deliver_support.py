@@ -1,0 +1,212 @@
+"""Shared by the delivery tests: papers in the database, and real local servers (SMTP and Slack Web API).
+
+Only the network edge is replaced: an aiosmtpd server on 127.0.0.1 and an ``http.server`` that answers
+like Slack's Web API / incoming webhooks, both on free ports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from digest.models import Paper
+
+NOW = dt.datetime(2025, 6, 30, 6, 0)
+DAY = dt.date(2025, 6, 30)
+
+PAPERS = [
+    (
+        "2506.00001",
+        "Diffusion models for fast text to speech synthesis",
+        "We train a diffusion model that turns text into natural speech in a few denoising steps.",
+        ["Ada Lovelace", "Alan Turing", "Grace Hopper", "Edsger Dijkstra"],
+    ),
+    (
+        "2506.00002",
+        "Retrieval augmented generation with dense passage retrieval",
+        "Dense retrieval of passages grounds a language model's answers in a document corpus.",
+        ["Barbara Liskov"],
+    ),
+    (
+        "2506.00003",
+        "Video diffusion with temporal attention",
+        "A video diffusion model with temporal attention layers produces coherent motion across frames.",
+        ["Claude Shannon", "John von Neumann"],
+    ),
+    (
+        None,
+        "Robot grasping from tactile feedback",
+        "A robot arm learns to grasp fragile objects from tactile sensor feedback.",
+        [],
+    ),
+    (
+        "2506.00005",
+        "Image diffusion distillation for one-step sampling",
+        "We distil an image diffusion model into a one-step generator that keeps sample quality.",
+        ["Katherine Johnson", "Dorothy Vaughan", "Mary Jackson"],
+    ),
+]
+
+
+def add_papers(
+    session: Any, papers: list[tuple[Any, ...]] = PAPERS, *, seen: dt.datetime = NOW
+) -> list[Paper]:
+    rows = []
+    for arxiv_id, title, abstract, authors in papers:
+        key = f"arxiv:{arxiv_id}" if arxiv_id else f"title:{title.lower()}"
+        rows.append(
+            Paper(
+                key=key,
+                arxiv_id=arxiv_id,
+                title_key=title.lower(),
+                title=title,
+                abstract=abstract,
+                authors=authors,
+                first_seen_at=seen - dt.timedelta(hours=1),
+            )
+        )
+    session.add_all(rows)
+    session.flush()
+    return rows
+
+
+# --- SMTP -------------------------------------------------------------------------------------------------
+
+
+class RecordingHandler:
+    """Keeps every accepted message; refuses recipients starting with ``bounce`` (550) or ``busy`` (451)."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[Envelope, EmailMessage]] = []
+        self.connections = 0
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        self.connections += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if address.startswith("bounce"):
+            return "550 5.1.1 mailbox unavailable"
+        if address.startswith("busy"):
+            return "451 4.3.0 try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        parsed = message_from_bytes(envelope.content, policy=policy.default)  # type: ignore[arg-type]
+        self.messages.append((envelope, parsed))  # type: ignore[arg-type]
+        return "250 Message accepted"
+
+
+@dataclasses.dataclass
+class SmtpServer:
+    host: str
+    port: int
+    handler: RecordingHandler
+
+    @property
+    def messages(self) -> list[EmailMessage]:
+        return [message for _, message in self.handler.messages]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    handler = RecordingHandler()
+    port = free_port()  # aiosmtpd's Controller connects to its own port to check start-up, so not 0
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield SmtpServer("127.0.0.1", port, handler)
+    finally:
+        controller.stop()
+
+
+# --- Slack ------------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Reply:
+    status: int = 200
+    body: Any = dataclasses.field(default_factory=lambda: {"ok": True, "ts": "1719730000.000100"})
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+class SlackServer:
+    """Answers POSTs from a queue of scripted replies (then ``default``), recording every request."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.replies: list[Reply] = []
+        self.default = Reply()
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length).decode()
+                reply = server.record(self.path, dict(self.headers), raw)
+                body = reply.body if isinstance(reply.body, str) else json.dumps(reply.body)
+                self.send_response(reply.status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                for name, value in reply.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body.encode())))
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def record(self, path: str, headers: dict[str, str], raw: str) -> Reply:
+        with self._lock:
+            self.requests.append({"path": path, "headers": headers, "json": _json(raw)})
+            return self.replies.pop(0) if self.replies else self.default
+
+
+def _json(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return {"raw": raw}
+
+
+@pytest.fixture
+def slack_server() -> Iterator[SlackServer]:
+    server = SlackServer()
+    server.thread.start()
+    try:
+        yield server
+    finally:
+        server.httpd.shutdown()
+        server.httpd.server_close()

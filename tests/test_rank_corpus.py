@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import numpy as np
+from rank_papers import PAPERS
+
+from digest.rank.corpus import Corpus, phrase_pattern
+
+
+def _corpus(n: int) -> Corpus:
+    return Corpus.from_texts(list(range(n)), [f"{t}\n{a}" for t, a in PAPERS[:n]])
+
+
+def test_rows_are_unit_length() -> None:
+    norms = np.sqrt(_corpus(len(PAPERS)).matrix.multiply(_corpus(len(PAPERS)).matrix).sum(axis=1))
+    assert np.allclose(np.asarray(norms).ravel(), 1.0, atol=1e-5)
+
+
+def test_extending_the_corpus_keeps_the_feature_space_and_updates_idf() -> None:
+    grown = _corpus(6)
+    before_columns = set(grown.matrix[0].indices)
+    before_version = grown.version
+    grown.extend(list(range(6, len(PAPERS))), [f"{t}\n{a}" for t, a in PAPERS[6:]])
+    fresh = _corpus(len(PAPERS))
+    assert set(grown.matrix[0].indices) == before_columns
+    assert grown.version > before_version
+    assert np.allclose(grown.matrix.toarray(), fresh.matrix.toarray(), atol=1e-6)
+
+
+def test_extending_with_known_ids_changes_nothing() -> None:
+    corpus = _corpus(4)
+    version = corpus.version
+    corpus.extend([0, 1], ["other text", "more text"])
+    assert (len(corpus), corpus.version) == (4, version)
+
+
+def test_rare_terms_weigh_more_than_common_ones() -> None:
+    corpus = _corpus(len(PAPERS))
+    common, rare = corpus.encode(["audio"]), corpus.encode(["lattice"])
+    assert corpus.idf[rare.indices[0]] > corpus.idf[common.indices[0]]
+
+
+def test_a_keyword_phrase_also_matches_as_a_bigram() -> None:
+    corpus = _corpus(len(PAPERS))
+    phrase = corpus.encode(["Information Retrieval"])
+    assert phrase.nnz == 3  # "information", "retrieval" and "information retrieval"
+
+
+def test_phrase_pattern_matches_whole_words_case_insensitively() -> None:
+    pattern = phrase_pattern("speech synthesis")
+    assert pattern.search("Neural Speech  Synthesis rocks")
+    assert pattern.search("speech-synthesis")
+    assert not pattern.search("speech synthesiser")
+    assert not phrase_pattern("GAN").search("organ transplants")

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from rank_papers import PAPERS
+
+from digest.rank.corpus import Corpus
+from digest.rank.model import Profile
+
+TEXTS = [f"{t}\n{a}" for t, a in PAPERS]
+
+
+@pytest.fixture
+def corpus() -> Corpus:
+    return Corpus.from_texts(list(range(len(PAPERS))), TEXTS)
+
+
+def _ranking(profile: Profile, corpus: Corpus) -> list[int]:
+    return list(np.argsort(-profile.score(corpus, corpus.matrix), kind="stable"))
+
+
+def test_keywords_alone_rank_their_topic_first(corpus: Corpus) -> None:
+    ranking = _ranking(Profile(["Information Retrieval"]), corpus)
+    assert set(ranking[:3]) == {4, 5, 6}
+
+
+def test_keyword_expansion_reaches_papers_that_never_use_the_keyword(corpus: Corpus) -> None:
+    scores = Profile(["Sound"]).score(corpus, corpus.matrix)
+    assert "sound" not in TEXTS[2].lower()
+    assert scores[2] > 0  # speaker verification, reached through "audio"
+    assert scores[2] > scores[9]  # cryptography is not reached
+
+
+def test_a_like_pulls_similar_papers_up(corpus: Corpus) -> None:
+    profile = Profile([])
+    profile.rate(7, 1)
+    assert _ranking(profile, corpus)[:2] == [7, 8]
+
+
+def test_a_dislike_pushes_similar_papers_down(corpus: Corpus) -> None:
+    profile = Profile(["diffusion"])
+    before = profile.score(corpus, corpus.matrix)
+    profile.rate(0, -1)
+    after = profile.score(corpus, corpus.matrix)
+    assert after[0] < before[0] and after[1] < before[1]  # the speech paper and its audio neighbour
+    assert after[11] > after[0]
+
+
+def test_the_latest_rating_of_a_paper_wins(corpus: Corpus) -> None:
+    profile = Profile([])
+    profile.rate(9, 1)
+    profile.rate(9, -1)
+    assert profile.labels == {9: -1}
+    assert profile.score(corpus, corpus.matrix)[9] < 0
+
+
+def test_ratings_must_be_plus_or_minus_one() -> None:
+    with pytest.raises(ValueError, match="rating"):
+        Profile([]).rate(1, 2)
+
+
+def test_state_round_trips_and_scores_the_same(corpus: Corpus) -> None:
+    profile = Profile(["Robotics", "grasping"], {7: 1, 9: -1})
+    restored = Profile.from_state(profile.to_state())
+    assert (restored.keywords, restored.labels) == (profile.keywords, profile.labels)
+    assert np.allclose(restored.score(corpus, corpus.matrix), profile.score(corpus, corpus.matrix))
+
+
+def test_unknown_state_format_is_refused() -> None:
+    with pytest.raises(ValueError, match="format"):
+        Profile.from_state(b'{"format": 99, "keywords": [], "labels": []}')
+
+
+def test_explanation_names_the_matched_keyword(corpus: Corpus) -> None:
+    why = Profile(["Query Expansion"]).explain(corpus, 6, TEXTS[6], lambda i: PAPERS[i][0])
+    assert why.startswith("mentions your keyword Query Expansion")
+
+
+def test_explanation_names_the_liked_paper_when_likes_drive_the_score(corpus: Corpus) -> None:
+    profile = Profile([], {8: 1})
+    why = profile.explain(corpus, 7, TEXTS[7], lambda i: PAPERS[i][0])
+    assert why == "similar to “Robot grasping from point clouds” you liked"
+
+
+def test_explanation_names_related_terms_when_the_keyword_is_absent(corpus: Corpus) -> None:
+    why = Profile(["Sound"]).explain(corpus, 2, TEXTS[2], lambda i: PAPERS[i][0])
+    assert why.startswith("related to your keywords (Sound) through:")
+    assert "audio" in why

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from rank_papers import PAPERS
+from sqlalchemy import select
+
+from digest.config import Settings
+from digest.db import Database
+from digest.models import Feedback, Paper, Subscriber, SubscriberModel
+from digest.rank import corpus_for, load_profile, record_feedback
+from digest.rank.model import Profile
+
+
+def _seed(session) -> tuple[Subscriber, list[int]]:  # type: ignore[no-untyped-def]
+    papers = [
+        Paper(key=f"title:{i}", title_key=f"t{i}", title=t, abstract=a) for i, (t, a) in enumerate(PAPERS)
+    ]
+    subscriber = Subscriber(channel="email", email="reader@example.org", keywords=["robot"])
+    session.add_all([*papers, subscriber])
+    session.flush()
+    return subscriber, [p.id for p in papers]
+
+
+def test_feedback_is_stored_and_the_model_updated_at_once(db: Database) -> None:
+    with db.session() as session:
+        subscriber, ids = _seed(session)
+        feedback = record_feedback(session, subscriber, ids[9], -1, "web")
+        assert (feedback.value, feedback.source, feedback.paper_id) == (-1, "web", ids[9])
+        stored = session.get(SubscriberModel, subscriber.id)
+        assert Profile.from_state(stored.state).labels == {ids[9]: -1}
+        record_feedback(session, subscriber, ids[9], 1, "slack")
+        assert session.get(SubscriberModel, subscriber.id).version == 2
+    with db.session() as session:
+        rows = session.scalars(select(Feedback).order_by(Feedback.id)).all()
+        assert [(r.value, r.source) for r in rows] == [(-1, "web"), (1, "slack")]
+
+
+def test_the_model_survives_a_restart(db: Database, settings: Settings) -> None:
+    with db.session() as session:
+        subscriber, ids = _seed(session)
+        record_feedback(session, subscriber, ids[7], 1, "web")
+        before = load_profile(session, subscriber).score(corpus_for(session), corpus_for(session).matrix)
+        subscriber_id = subscriber.id
+    db.dispose()
+    reopened = Database(settings)
+    with reopened.session() as session:
+        profile = load_profile(session, session.get(Subscriber, subscriber_id))
+        corpus = corpus_for(session)
+        assert profile.labels == {ids[7]: 1} and profile.keywords == ["robot"]
+        assert (profile.score(corpus, corpus.matrix) == before).all()
+    reopened.dispose()
+
+
+def test_a_missing_model_is_rebuilt_from_the_feedback_history(db: Database) -> None:
+    with db.session() as session:
+        subscriber, ids = _seed(session)
+        session.add_all(
+            [
+                Feedback(
+                    subscriber_id=subscriber.id, paper_id=ids[1], value=1, created_at=dt.datetime(2025, 1, 1)
+                ),
+                Feedback(
+                    subscriber_id=subscriber.id, paper_id=ids[1], value=-1, created_at=dt.datetime(2025, 1, 2)
+                ),
+                Feedback(
+                    subscriber_id=subscriber.id, paper_id=ids[2], value=1, created_at=dt.datetime(2025, 1, 3)
+                ),
+            ]
+        )
+        session.flush()
+        assert load_profile(session, subscriber).labels == {ids[1]: -1, ids[2]: 1}
+
+
+def test_changed_keywords_reach_the_stored_model(db: Database) -> None:
+    with db.session() as session:
+        subscriber, ids = _seed(session)
+        record_feedback(session, subscriber, ids[0], 1, "web")
+        subscriber.keywords = ["cryptography"]
+        assert load_profile(session, subscriber).keywords == ["cryptography"]
+
+
+def test_bad_feedback_is_refused_and_nothing_is_stored(db: Database) -> None:
+    with db.session() as session:
+        subscriber, ids = _seed(session)
+        with pytest.raises(ValueError, match="value"):
+            record_feedback(session, subscriber, ids[0], 0, "web")
+        with pytest.raises(LookupError, match="paper_id"):
+            record_feedback(session, subscriber, 10_000, 1, "web")
+        assert session.scalars(select(Feedback)).all() == []
+        assert session.get(SubscriberModel, subscriber.id) is None
+
+
+def test_the_corpus_cache_follows_added_and_deleted_papers(db: Database) -> None:
+    with db.session() as session:
+        _, ids = _seed(session)
+        first = corpus_for(session)
+        assert len(first) == len(PAPERS) and corpus_for(session) is first
+        session.add(Paper(key="title:x", title_key="x", title="A new paper", abstract=None))
+        session.flush()
+        assert len(corpus_for(session)) == len(PAPERS) + 1
+        session.delete(session.get(Paper, ids[0]))
+        session.flush()
+        rebuilt = corpus_for(session)
+        assert len(rebuilt) == len(PAPERS) and ids[0] not in rebuilt.index

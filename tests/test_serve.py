@@ -1,0 +1,158 @@
+"""`digest serve` as a user runs it: a subprocess on the embedded defaults, stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from digest.config import load_settings
+from digest.db import Database
+from digest.models import DigestFile
+from digest.serve import describe
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+STARTUP_LIMIT = 60.0  # generous guards against hanging, not speed assertions
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(check: Callable[[], object], limit: float, what: str) -> object:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"gave up waiting for {what}")
+
+
+def healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+class Service:
+    def __init__(self, workdir: Path, *args: str, **env: str) -> None:
+        self.port = free_port()
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+        environment.update(PYTHONPATH=str(PROJECT_ROOT), PYTHONUNBUFFERED="1", **env)
+        command = [
+            sys.executable,
+            "-c",
+            "from digest.cli import main; main()",
+            "serve",
+            "--port",
+            str(self.port),
+        ]
+        self.process = subprocess.Popen(
+            [*command, *args], cwd=workdir, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+
+    def wait_healthy(self) -> None:
+        wait_for(lambda: healthy(self.port) or self.process.poll() is not None, STARTUP_LIMIT, "/healthz")
+        assert self.process.poll() is None, self.process.communicate()[1].decode()
+
+    def terminate(self) -> tuple[int, str, str]:
+        self.process.send_signal(signal.SIGTERM)
+        out, err = self.process.communicate(timeout=STARTUP_LIMIT)
+        return self.process.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+def service_factory(tmp_path: Path) -> Iterator[Callable[..., Service]]:
+    started: list[Service] = []
+
+    def start(*args: str, **env: str) -> Service:
+        started.append(Service(tmp_path, *args, **env))
+        return started[-1]
+
+    yield start
+    for service in started:
+        if service.process.poll() is None:
+            service.process.kill()
+            service.process.wait()
+
+
+def ingested_files(data_dir: Path) -> list[tuple[str, str]]:
+    db = Database(load_settings(data_dir=data_dir), migrate=False)
+    try:
+        with db.session() as session:
+            return [tuple(r) for r in session.execute(select(DigestFile.name, DigestFile.status))]
+    finally:
+        db.dispose()
+
+
+def hf_json() -> bytes:
+    item = {
+        "paper": {
+            "id": "2501.00001",
+            "title": "Sparse attention for long documents",
+            "summary": "We make attention sparse and long documents cheap.",
+            "authors": [{"name": "Ada Lovelace"}],
+        },
+        "title": "Sparse attention for long documents",
+    }
+    return json.dumps([item]).encode()
+
+
+def test_serve_on_embedded_defaults_answers_health_ingests_the_inbox_and_stops_on_sigterm(
+    service_factory, tmp_path
+):
+    service = service_factory(DIGEST_INBOX_POLL_SECONDS="1")
+    service.wait_healthy()
+    data_dir = tmp_path / "var"  # the default ./var, relative to where the service was started
+    inbox = data_dir / "inbox"
+    assert inbox.is_dir()
+    partial = inbox / "2025-01-02.json.part"  # the write-then-rename convention
+    partial.write_bytes(hf_json())
+    partial.rename(inbox / "2025-01-02.json")
+    wait_for(lambda: ingested_files(data_dir), 30, "the inbox file to be ingested")
+    assert ingested_files(data_dir) == [("2025-01-02.json", "ingested")]
+    code, out, err = service.terminate()
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert f"http://127.0.0.1:{service.port}" in out
+    assert str(inbox.resolve()) in out
+    assert str((data_dir / "outbox").resolve()) in out
+
+
+def test_serve_without_scheduler_runs_the_web_app_only(service_factory, tmp_path):
+    service = service_factory(DIGEST_SCHEDULER="false", DIGEST_LOG_LEVEL="DEBUG")  # APScheduler would log
+    service.wait_healthy()
+    code, out, err = service.terminate()
+    assert code == 0 and "Traceback" not in err
+    assert "scheduler: off" in out
+    assert "apscheduler" not in err.lower() and "Added job" not in err
+
+
+def test_sigint_stops_it_cleanly_too(service_factory):
+    service = service_factory("--no-scheduler")
+    service.wait_healthy()
+    service.process.send_signal(signal.SIGINT)
+    _, err = service.process.communicate(timeout=STARTUP_LIMIT)
+    assert service.process.returncode == 0 and b"Traceback" not in err
+
+
+def test_banner_names_the_smtp_host_when_mail_goes_out_by_smtp(data_dir):
+    settings = load_settings(data_dir=data_dir, smtp_host="mail.example.org", smtp_port=2525)
+    lines = describe(settings, "0.0.0.0", 8080, scheduler=True)
+    assert lines[0].startswith("digest is running at http://0.0.0.0:8080")
+    assert any("SMTP mail.example.org:2525" in line for line in lines)
+    assert not any("scheduler: off" in line for line in lines)

@@ -1,0 +1,128 @@
+"""Cross-cutting safety of the web app: GETs never write, headers, CSRF cookie, rate limiter, log redaction,
+health, and error pages without internals."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+
+import pytest
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine
+from web_support import add_paper, add_subscriber, client_for, links, path_of, snapshot
+
+from digest.cli import main
+from digest.web.app import create_app
+from digest.web.security import CSRF_COOKIE, RateLimiter, RedactTokens, redact
+
+
+@pytest.fixture
+def client(settings, db):
+    return client_for(settings, db)
+
+
+def every_link(settings, db) -> list[str]:
+    sid, pid = add_subscriber(db, settings), add_paper(db)
+    pending = add_subscriber(db, settings, email="new@example.org", status="pending")
+    made = links(settings)
+    urls = [
+        made.feedback(sid, pid, "up"),
+        made.feedback(sid, pid, "down"),
+        made.paper(pid),
+        made.preferences(sid),
+        made.preferences(sid) + "/delete",
+        made.unsubscribe(sid),
+        made.confirm(pending),
+    ]
+    return [path_of(u) for u in urls] + ["/", "/subscribe", "/healthz", "/openapi.json", "/static/style.css"]
+
+
+def test_get_on_any_link_leaves_digest_stats_and_tables_unchanged(client, settings, db, monkeypatch) -> None:
+    paths = every_link(settings, db)
+    monkeypatch.setenv("DIGEST_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("DIGEST_SECRET_KEY", settings.secret)
+    stats = lambda: CliRunner().invoke(main, ["stats", "--json"]).output  # noqa: E731
+    before_stats, before_rows = stats(), snapshot(db)
+    for path in paths:
+        for _ in range(2):  # a scanner fetching twice, with and without our cookie
+            assert client.get(path).status_code == 200, path
+            assert client.head(path).status_code in (200, 405), path
+    assert stats() == before_stats and '"feedback": 0' in before_stats
+    assert snapshot(db) == before_rows
+
+
+def test_every_answer_carries_the_security_headers(client) -> None:
+    for path in ("/", "/healthz", "/nowhere", "/feedback/x", "/static/style.css"):
+        answer = client.get(path)
+        headers = answer.headers
+        assert "default-src 'self'" in headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["referrer-policy"] == "no-referrer"
+        assert headers["x-frame-options"] == "DENY"
+    assert client.get("/feedback/x").headers["cache-control"] == "no-store"
+
+
+def test_csrf_cookie_is_http_only_and_same_site(client) -> None:
+    cookie = client.get("/").headers["set-cookie"]
+    assert cookie.startswith(f"{CSRF_COOKIE}=") and "HttpOnly" in cookie and "SameSite=lax" in cookie
+    assert "Secure" not in cookie  # http base URL here; https base URLs get Secure
+
+
+def test_rate_limiter_allows_the_limit_per_key_within_the_window() -> None:
+    now = [0.0]
+    limiter = RateLimiter(2, window=60, clock=lambda: now[0])
+    assert [limiter.hit("a"), limiter.hit("a")] == [None, None]
+    assert limiter.hit("a") == pytest.approx(60)
+    assert limiter.hit("b") is None
+    now[0] = 60.5
+    assert limiter.hit("a") is None
+
+
+def test_access_log_lines_never_contain_link_tokens(settings, db) -> None:
+    url = path_of(links(settings).feedback(1, 2, "up"))
+    token = url.rsplit("/", 1)[1]
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5000", "GET", url + "?x=1", "1.1", 200),
+        None,
+    )
+    RedactTokens().filter(record)
+    assert token not in record.getMessage() and "/feedback/<token>?x=1" in record.getMessage()
+    create_app(settings, db)
+    assert any(isinstance(f, RedactTokens) for f in logging.getLogger("uvicorn.access").filters)
+    for kind in ("preferences", "unsubscribe", "confirm"):
+        assert redact(f"POST /{kind}/abc.DEF-12_3/delete") == f"POST /{kind}/<token>/delete"
+    assert redact("GET /papers/12") == "GET /papers/12"
+
+
+def test_healthz_pings_the_database(settings, db) -> None:
+    app = create_app(settings, db)
+    assert TestClient(app).get("/healthz").json()["database"] == "ok"
+    # A database that refuses connections (nothing listens on port 1).
+    app.state.site.db = SimpleNamespace(engine=create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none"))
+    broken = TestClient(app).get("/healthz")
+    assert broken.status_code == 503 and broken.json()["status"] == "error"
+
+
+def test_server_errors_show_a_page_without_internals(settings, db) -> None:
+    app = create_app(settings, db)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    answer = TestClient(app, raise_server_exceptions=False).get("/boom")
+    assert answer.status_code == 500 and "Something went wrong" in answer.text
+    assert "secret internals" not in answer.text and "Traceback" not in answer.text
+
+
+def test_unknown_path_and_wrong_method_get_error_pages(client) -> None:
+    assert client.get("/wp-login.php").status_code == 404
+    assert client.put("/subscribe").status_code == 405
+    assert client.get("/slack/actions").status_code == 405

@@ -1,0 +1,196 @@
+"""Sign-up with double opt-in: field errors, no address enumeration, rate limit, confirmation by POST only."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from web_support import (
+    add_subscriber,
+    client_for,
+    csrf_token,
+    link_in,
+    links,
+    outbox_messages,
+    path_of,
+    snapshot,
+)
+
+from digest.config import load_settings
+from digest.db import Database
+from digest.models import Subscriber
+
+FORM = {
+    "channel": "email",
+    "email": "grace@example.org",
+    "keywords": "diffusion, robotics",
+    "excluded_keywords": "medical",
+    "send_time": "07:30",
+    "timezone": "Europe/Paris",
+    "digest_size": "5",
+}
+
+
+@pytest.fixture
+def client(settings, db):
+    return client_for(settings, db)
+
+
+def submit(client, **changes: str):
+    token = csrf_token(client.get("/subscribe").text)
+    return client.post("/subscribe", data=FORM | {"csrf_token": token} | changes)
+
+
+def subscribers(db) -> list[Subscriber]:
+    with db.session() as session:
+        return list(session.scalars(select(Subscriber).order_by(Subscriber.id)))
+
+
+def test_subscribe_page_has_every_field_and_only_the_timezone_script(client) -> None:
+    page = client.get("/")
+    assert page.status_code == 200
+    for name in ("email", "slack", "keywords", "excluded_keywords", "send_time", "timezone", "digest_size"):
+        assert f'name="{name}"' in page.text
+    assert '<option value="Europe/Paris">' in page.text
+    assert '<script src="/static/timezone.js" defer></script>' in page.text
+    assert "submit(" not in client.get("/static/timezone.js").text
+
+
+def test_sign_up_stores_a_pending_subscription_and_mails_a_confirmation_link(client, settings, db) -> None:
+    answer = submit(client)
+    assert answer.status_code == 200 and "Check your inbox" in answer.text
+    (subscriber,) = subscribers(db)
+    assert (subscriber.status, subscriber.email, subscriber.keywords) == (
+        "pending",
+        "grace@example.org",
+        ["diffusion", "robotics"],
+    )
+    assert (subscriber.send_time, subscriber.timezone, subscriber.digest_size) == ("07:30", "Europe/Paris", 5)
+    assert subscriber.excluded_keywords == ["medical"] and subscriber.next_send_at is None
+    (mail,) = outbox_messages(settings)
+    assert mail["To"] == "grace@example.org" and "Confirm" in mail["Subject"]
+    assert path_of(link_in(mail, "confirm")).startswith("/confirm/")
+    assert mail.get_body(preferencelist=("html",)) is not None
+
+
+def test_confirm_link_get_changes_nothing_and_post_activates(client, settings, db) -> None:
+    submit(client)
+    confirm = path_of(link_in(outbox_messages(settings)[0], "confirm"))
+    before = snapshot(db)
+    page = client.get(confirm)
+    assert page.status_code == 200 and "Yes, start my digest" in page.text
+    assert snapshot(db) == before
+    done = client.post(confirm, data={"csrf_token": csrf_token(page.text)})
+    assert done.status_code == 200 and "You're subscribed" in html.unescape(done.text)
+    (subscriber,) = subscribers(db)
+    assert subscriber.status == "active" and subscriber.confirmed_at is not None
+    assert subscriber.next_send_at is not None
+    again = client.post(confirm, data={"csrf_token": csrf_token(page.text)})
+    assert "already confirmed" in again.text
+
+
+def test_confirm_link_cannot_restart_a_stopped_subscription(client, settings, db) -> None:
+    sid = add_subscriber(db, settings, status="unsubscribed")
+    url = path_of(links(settings).confirm(sid))
+    assert "Nothing to confirm" in client.get(url).text
+    client.post(url, data={"csrf_token": csrf_token(client.get("/").text)})
+    assert subscribers(db)[0].status == "unsubscribed"
+
+
+def test_confirm_without_csrf_or_with_bad_token_is_refused(client, settings, db) -> None:
+    submit(client)
+    confirm = path_of(link_in(outbox_messages(settings)[0], "confirm"))
+    assert client.post(confirm, data={}).status_code == 403
+    assert client.get(confirm[:-4] + "AAAA").status_code == 400
+    assert subscribers(db)[0].status == "pending"
+
+
+def test_answer_is_the_same_for_a_known_address_which_gets_a_manage_mail(client, settings, db) -> None:
+    sid = add_subscriber(db, settings, email="grace@example.org", keywords=["graphs"])
+    known = submit(client)
+    assert known.status_code == 200
+    other = submit(client, email="someone.else@example.org")
+    normalise = lambda text: text.replace("grace@example.org", "X").replace("someone.else@example.org", "X")  # noqa: E731
+    strip_csrf = lambda text: text.split("<main>")[1]  # noqa: E731
+    assert normalise(strip_csrf(known.text)) == normalise(strip_csrf(other.text))
+    manage = [m for m in outbox_messages(settings) if m["To"] == "grace@example.org"]
+    assert len(manage) == 1 and "/preferences/" in link_in(manage[0], "preferences")
+    stored = [s for s in subscribers(db) if s.id == sid][0]
+    assert stored.keywords == ["graphs"] and stored.status == "active"  # a stranger changed nothing
+
+
+def test_known_address_with_bad_fields_gets_the_same_field_error_as_a_new_one(client, settings, db) -> None:
+    add_subscriber(db, settings, email="grace@example.org")
+    known = submit(client, send_time="25:99")
+    new = submit(client, send_time="25:99", email="new@example.org")
+    assert known.status_code == new.status_code == 422
+    assert 'id="send_time-error"' in known.text and 'id="send_time-error"' in new.text
+    assert outbox_messages(settings) == []
+
+
+def test_pending_address_signing_up_again_gets_a_new_link_and_newest_choices(client, settings, db) -> None:
+    submit(client)
+    submit(client, keywords="graph neural networks")
+    (subscriber,) = subscribers(db)
+    assert subscriber.status == "pending" and subscriber.keywords == ["graph neural networks"]
+    mails = outbox_messages(settings)
+    assert len(mails) == 2 and all("/confirm/" in link_in(m, "confirm") for m in mails)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"email": "not-an-address"}, "email"),
+        ({"email": ""}, "email"),
+        ({"keywords": " , "}, "keywords"),
+        ({"send_time": "7pm"}, "send_time"),
+        ({"timezone": "Mars/Olympus"}, "timezone"),
+        ({"digest_size": "0"}, "digest_size"),
+        ({"digest_size": "ten"}, "digest_size"),
+        ({"channel": "slack", "slack": "#general"}, "slack"),
+        ({"channel": "slack", "slack": "https://evil.example/hook"}, "slack"),
+        ({"channel": "pigeon"}, "channel"),
+        ({"keywords": "nul\x00byte"}, "keywords"),
+    ],
+)
+def test_bad_field_is_shown_next_to_it_and_nothing_is_stored(client, settings, db, changes, field) -> None:
+    answer = submit(client, **changes)
+    assert answer.status_code == 422
+    assert f'id="{field}-error"' in answer.text
+    assert subscribers(db) == [] and outbox_messages(settings) == []
+    if field in ("email", "keywords", "send_time", "digest_size", "slack") and "\x00" not in str(changes):
+        assert 'aria-invalid="true"' in answer.text
+        assert f'value="{changes.get(field, changes.get("email"))}"' in answer.text  # the input is kept
+
+
+def test_submissions_are_rate_limited_per_client_address(data_dir: Path) -> None:
+    settings = load_settings(data_dir=data_dir, secret_key="x" * 20, subscribe_rate_limit=2)
+    db = Database(settings, migrate=True)
+    client = client_for(settings, db)
+    answers = [submit(client, email=f"u{i}@example.org").status_code for i in range(3)]
+    assert answers == [200, 200, 429]
+    limited = submit(client, email="u9@example.org")
+    assert limited.status_code == 429 and "Retry-After" in limited.headers
+    assert len(subscribers(db)) == 2
+    db.dispose()
+
+
+def test_sign_up_without_csrf_token_is_refused(client, db) -> None:
+    client.get("/")
+    assert client.post("/subscribe", data=FORM).status_code == 403
+    assert subscribers(db) == []
+
+
+def test_slack_channel_sign_up_posts_the_confirmation_to_that_channel(client, settings, db) -> None:
+    answer = submit(client, channel="slack", slack="C0123ABCD", email="")
+    assert answer.status_code == 200 and "Slack" in answer.text
+    (subscriber,) = subscribers(db)
+    stored = (subscriber.channel, subscriber.slack_channel, subscriber.status)
+    assert stored == ("slack_bot", "C0123ABCD", "pending")
+    (posted,) = [json.loads(p.read_text()) for p in Path(settings.outbox).glob("*.json")]
+    assert posted["channel"] == "C0123ABCD"
+    button = posted["blocks"][1]["elements"][0]
+    assert path_of(button["url"]).startswith("/confirm/")
