@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from common import TEST_SECRET
 from sqlalchemy import create_engine, text
 
 from digest.config import Settings, load_settings
@@ -17,7 +18,6 @@ from digest.db import Database
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("DIGEST_SHARED_DIR", PROJECT_ROOT.parent / "shared"))
 PG_ADMIN_URL = os.environ.get("DIGEST_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-from common import TEST_SECRET
 
 
 @pytest.fixture(autouse=True)

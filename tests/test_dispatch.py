@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import time_machine
+from common import TEST_SECRET
 from sqlalchemy import func, select, update
 
 from digest.config import Settings, load_settings
@@ -22,7 +23,6 @@ from digest.models import Delivery, Paper, Subscriber, utcnow
 from digest.subscribers import create_subscriber
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-from common import TEST_SECRET
 
 NOW = dt.datetime(2025, 3, 5, 12, 0)  # a Wednesday, naive UTC
 
