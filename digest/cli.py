@@ -119,12 +119,14 @@ def stats(app: Context, as_json: bool) -> None:
 def serve(app: Context, host: str | None, port: int | None, no_scheduler: bool) -> None:
     """Run the web app and the scheduler (inbox, dispatch, maintenance) until SIGTERM/Ctrl+C."""
     from digest.serve import serve as run_service
+    from digest.serve import with_listen_address
 
-    settings = app.settings
+    host, port = host or app.settings.host, port or app.settings.port
+    settings = with_listen_address(app.settings, host, port)
     code = run_service(
         settings,
-        host=host or settings.host,
-        port=port or settings.port,
+        host=host,
+        port=port,
         scheduler=settings.scheduler and not no_scheduler,
         echo=click.echo,
     )

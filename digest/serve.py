@@ -37,6 +37,19 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
+def with_listen_address(settings: Settings, host: str, port: int) -> Settings:
+    """Links point at the address being served unless DIGEST_BASE_URL says otherwise.
+
+    Without this, `digest serve --port 8765` on the embedded defaults would mail links to :8000.
+    A wildcard bind address is not reachable as a link, so those links use the loopback address.
+    """
+    if "base_url" in settings.model_fields_set:
+        return settings
+    link_host = "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host
+    link_host = f"[{link_host}]" if ":" in link_host else link_host
+    return settings.model_copy(update={"base_url": f"http://{link_host}:{port}"})
+
+
 def describe(settings: Settings, host: str, port: int, scheduler: bool) -> list[str]:
     """The start-up banner: where the service listens, reads files from, and sends mail to."""
     mail = (

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from digest.config import load_settings
 from digest.db import Database
 from digest.models import DigestFile
-from digest.serve import describe
+from digest.serve import describe, with_listen_address
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STARTUP_LIMIT = 60.0  # generous guards against hanging, not speed assertions
@@ -156,3 +156,13 @@ def test_banner_names_the_smtp_host_when_mail_goes_out_by_smtp(data_dir):
     assert lines[0].startswith("digest is running at http://0.0.0.0:8080")
     assert any("SMTP mail.example.org:2525" in line for line in lines)
     assert not any("scheduler: off" in line for line in lines)
+
+
+def test_links_point_at_the_served_port_when_no_base_url_is_set(data_dir):
+    settings = with_listen_address(load_settings(data_dir=data_dir), "0.0.0.0", 8765)
+    assert settings.base_url == "http://127.0.0.1:8765"
+
+
+def test_an_explicit_base_url_wins_over_the_listen_address(data_dir):
+    configured = load_settings(data_dir=data_dir, base_url="https://digest.example.org")
+    assert with_listen_address(configured, "127.0.0.1", 8765).base_url == "https://digest.example.org"
