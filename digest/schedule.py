@@ -254,6 +254,17 @@ def schedule_unscheduled(db: Database, *, now: dt.datetime | None = None) -> int
     return count
 
 
+def maintenance(db: Database, settings: Settings, *, now: dt.datetime | None = None) -> None:
+    """Hourly: schedule rows that lack a send time; erase sign-ups whose confirmation link expired."""
+    from digest.subscribers import purge_unconfirmed
+
+    scheduled = schedule_unscheduled(db, now=now)
+    with db.session() as session:
+        purged = purge_unconfirmed(session, dt.timedelta(days=settings.token_max_age_days), now=now)
+    if scheduled or purged:
+        log.info("maintenance: %d scheduled, %d unconfirmed sign-ups erased", scheduled, purged)
+
+
 def build_scheduler(db: Database, settings: Settings, *, stop: threading.Event) -> BackgroundScheduler:
     """The per-process scheduler: inbox, dispatch, maintenance and (if configured) the HF daily pull.
 
@@ -272,7 +283,7 @@ def build_scheduler(db: Database, settings: Settings, *, stop: threading.Event) 
     jobs = [
         ("inbox", watcher.poll, settings.inbox_poll_seconds),
         ("dispatch", dispatcher.run, settings.dispatch_interval_seconds),
-        ("maintenance", lambda: schedule_unscheduled(db), 3600),
+        ("maintenance", lambda: maintenance(db, settings), 3600),
     ]
     if settings.hf_daily_url:
         jobs.append(("hf_daily", lambda: hf_daily_job(db, settings), 3600))

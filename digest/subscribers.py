@@ -19,6 +19,7 @@ Choices worth knowing:
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterable
 from email.errors import HeaderParseError
@@ -297,6 +298,20 @@ def delete_subscriber(session: Session, subscriber: Subscriber) -> None:
         session.execute(delete(table).where(table.subscriber_id == sid))
     session.delete(subscriber)
     session.flush()
+
+
+def purge_unconfirmed(session: Session, max_age: dt.timedelta, *, now: dt.datetime | None = None) -> int:
+    """Erase web sign-ups never confirmed within ``max_age`` (their confirmation link has expired by then).
+
+    Double opt-in means an unconfirmed address is not ours to keep: someone may have typed another
+    person's address, so it is deleted rather than left pending for ever.
+    """
+    cutoff = (now or utcnow()) - max_age
+    stale = select(Subscriber).where(Subscriber.status == "pending", Subscriber.created_at < cutoff)
+    rows = list(session.scalars(stale))
+    for subscriber in rows:
+        delete_subscriber(session, subscriber)
+    return len(rows)
 
 
 def _next_send(subscriber: Subscriber):  # type: ignore[no-untyped-def]

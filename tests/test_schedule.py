@@ -25,6 +25,7 @@ from digest.schedule import (
     InboxWatcher,
     build_scheduler,
     digest_date_for,
+    maintenance,
     next_send_time,
     previous_send_time,
     pull_hf_daily,
@@ -441,6 +442,21 @@ def test_maintenance_records_an_unusable_schedule_instead_of_failing(db):
     assert schedule_unscheduled(db, now=utc(2025, 1, 1)) == 0
     with db.session() as session:
         assert "timezone" in session.get(Subscriber, broken).last_error
+
+
+def test_maintenance_erases_sign_ups_whose_confirmation_link_has_expired(db, settings):
+    max_age = dt.timedelta(days=settings.token_max_age_days)
+    now = utc(2025, 6, 1)
+    stale = add_subscriber(db, status="pending", created_at=now - max_age - dt.timedelta(minutes=1))
+    fresh = add_subscriber(
+        db, email="bo@example.org", status="pending", created_at=now - dt.timedelta(days=1)
+    )
+    old_but_active = add_subscriber(db, email="cy@example.org", created_at=now - 2 * max_age)
+    maintenance(db, settings, now=now)
+    with db.session() as session:
+        assert session.get(Subscriber, stale) is None
+        assert session.get(Subscriber, fresh).status == "pending"
+        assert session.get(Subscriber, old_but_active).status == "active"
 
 
 def test_scheduler_has_the_periodic_jobs_and_the_hf_pull_only_when_configured(settings, db):
