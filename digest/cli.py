@@ -314,6 +314,55 @@ def send(app: Context, reference: str | None, day: str | None, dry_run: bool, as
         raise SystemExit(1)
 
 
+@main.group()
+def deliveries() -> None:
+    """Inspect and repair the delivery ledger."""
+
+
+@deliveries.command("stuck")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as one JSON object (last line).")
+@pass_context
+def deliveries_stuck(app: Context, as_json: bool) -> None:
+    """List deliveries left 'sending' by a process that stopped mid-send (never resent by themselves)."""
+    from digest.deliver.ledger import stuck_claims
+
+    with app.db.session() as session:
+        rows = [
+            {
+                "id": row.id,
+                "subscriber": row.subscriber_id,
+                "digest_date": str(row.digest_date),
+                "channel": row.channel,
+                "claimed_at": f"{row.created_at:%Y-%m-%d %H:%M} UTC",
+            }
+            for row in stuck_claims(session)
+        ]
+    for row in rows:
+        click.echo(
+            f"delivery {row['id']}: subscriber {row['subscriber']} {row['digest_date']} "
+            f"({row['channel']}), claimed {row['claimed_at']}"
+        )
+    if as_json:
+        emit_json({"stuck": rows})
+    elif not rows:
+        click.echo("no stuck deliveries")
+
+
+@deliveries.command("release")
+@click.argument("delivery_id", type=int)
+@pass_context
+def deliveries_release(app: Context, delivery_id: int) -> None:
+    """Forget a stuck claim you know was lost, so `digest send --date …` sends that digest again."""
+    from digest.deliver.ledger import NotStuck, release_claim
+
+    try:
+        with app.db.session() as session:
+            row = release_claim(session, delivery_id)
+            click.echo(f"released delivery {delivery_id}: subscriber {row.subscriber_id} {row.digest_date}")
+    except NotStuck as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @main.command()
 @click.option("--subscriber", "reference", required=True, help="Subscriber id, email or Slack channel id.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Output folder.")
