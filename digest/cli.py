@@ -133,6 +133,21 @@ def serve(app: Context, host: str | None, port: int | None, no_scheduler: bool) 
     raise SystemExit(code)
 
 
+@main.command()
+@click.option("--concurrency", type=click.IntRange(min=1), default=2, show_default=True, help="Processes.")
+@pass_context
+def worker(app: Context, concurrency: int) -> None:
+    """Send the digests `digest serve` queues on DIGEST_CELERY_BROKER_URL (a Celery worker)."""
+    settings = app.settings
+    if not settings.celery_broker_url:
+        raise click.ClickException("DIGEST_CELERY_BROKER_URL is not set: `digest serve` sends digests itself")
+    try:
+        from digest.workers import run_worker
+    except ImportError:
+        raise click.ClickException("Celery is not installed: pip install -e '.[workers]'") from None
+    run_worker(settings, concurrency)
+
+
 # --- rank: `digest eval rank|replay` (contract: ../shared/eval/README.md) --------------------------
 
 

@@ -70,6 +70,8 @@ class Settings(BaseSettings):
     inbox_poll_seconds: int = Field(default=30, gt=0)
     dispatch_interval_seconds: int = Field(default=60, gt=0)
     hf_daily_url: str | None = None
+    celery_broker_url: str | None = None
+    celery_queue: str = Field(default="digest", pattern=r"^[A-Za-z0-9_.-]{1,100}$")
     max_failures: int = Field(default=5, gt=0)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -88,6 +90,13 @@ class Settings(BaseSettings):
     def _optional_http_url(cls, value: str | None) -> str | None:
         if value and urlparse(value).scheme not in {"http", "https"}:
             raise ValueError("must be an http(s) URL")
+        return value or None
+
+    @field_validator("celery_broker_url")
+    @classmethod
+    def _broker_url(cls, value: str | None) -> str | None:
+        if value and urlparse(value).scheme not in {"redis", "rediss", "amqp", "amqps"}:
+            raise ValueError("must be a redis:// or amqp:// broker URL such as redis://127.0.0.1:6379/0")
         return value or None
 
     @field_validator("database_url")

@@ -33,7 +33,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import case, or_, select, update
 
@@ -71,6 +71,12 @@ class Claim:
     following: dt.datetime
 
 
+class Queue(Protocol):
+    """Where claims go when other processes send them (``digest.workers.CeleryQueue``)."""
+
+    def put(self, claim: Claim, report: DispatchReport) -> None: ...
+
+
 @dataclass
 class DispatchReport:
     claimed: int = 0
@@ -100,9 +106,11 @@ class Dispatcher:
         clock: Callable[[], dt.datetime] = utcnow,
         lease: dt.timedelta = DEFAULT_LEASE,
         stop: threading.Event | None = None,
+        queue: Queue | None = None,
     ) -> None:
         self.db, self.settings, self.clock, self.lease = db, settings, clock, lease
         self.stop = stop or threading.Event()
+        self.queue = queue  # with Celery workers (``digest.workers``), claims are sent by them
         self._queue: list[Due] = []
         self._handled: set[int] = set()
         self._transports = Transports(settings)
@@ -129,7 +137,9 @@ class Dispatcher:
             return False
         self._handled.add(due.id)
         claim = self.claim(due, now, report)
-        if claim is not None:
+        if claim is not None and self.queue is not None:
+            self.queue.put(claim, report)
+        elif claim is not None:
             self.deliver(claim, report)
         return True
 
@@ -205,6 +215,15 @@ class Dispatcher:
         # Released even after an error, else a subscriber whose send always raises would be retried
         # every minute; a crash *before* this line leaves the lease to expire instead.
         self.release(claim)
+
+    def deliver_now(self, claim: Claim) -> str:
+        """A worker's whole job for one queued claim: send, release, close; returns the outcome."""
+        report = DispatchReport()
+        try:
+            self.deliver(claim, report)
+        finally:
+            self._transports.close()
+        return next(iter(report.outcomes), "error")
 
     def release(self, claim: Claim) -> None:
         """Clear our lease and move next_send_at on — unless a preferences change moved it already."""

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
@@ -265,6 +265,15 @@ def maintenance(db: Database, settings: Settings, *, now: dt.datetime | None = N
         log.info("maintenance: %d scheduled, %d unconfirmed sign-ups erased", scheduled, purged)
 
 
+def _queue(settings: Settings) -> Any:
+    """With a broker configured, due digests go to Celery workers (``digest worker``) instead."""
+    if not settings.celery_broker_url:
+        return None
+    from digest.workers import CeleryQueue  # Celery is imported only when it is used
+
+    return CeleryQueue(settings)
+
+
 def build_scheduler(db: Database, settings: Settings, *, stop: threading.Event) -> BackgroundScheduler:
     """The per-process scheduler: inbox, dispatch, maintenance and (if configured) the HF daily pull.
 
@@ -279,7 +288,7 @@ def build_scheduler(db: Database, settings: Settings, *, stop: threading.Event) 
     )
     start = dt.datetime.now(UTC)
     watcher = InboxWatcher(db, settings.inbox, settle_seconds=max(settings.inbox_poll_seconds, 5))
-    dispatcher = Dispatcher(db, settings, stop=stop)
+    dispatcher = Dispatcher(db, settings, stop=stop, queue=_queue(settings))
     jobs = [
         ("inbox", watcher.poll, settings.inbox_poll_seconds),
         ("dispatch", dispatcher.run, settings.dispatch_interval_seconds),

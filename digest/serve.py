@@ -14,6 +14,7 @@ import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
+from urllib.parse import urlsplit
 
 import uvicorn
 
@@ -64,9 +65,19 @@ def describe(settings: Settings, host: str, port: int, scheduler: bool) -> list[
         f"mail:     {mail}",
         f"database: {_database_label(settings)}",
     ]
+    if settings.celery_broker_url:
+        broker = _without_password(settings.celery_broker_url)
+        lines.append(f"sending:  queued for `digest worker` on {broker} (queue {settings.celery_queue})")
     if not scheduler:
         lines.append("scheduler: off (web app only; DIGEST_SCHEDULER=false or --no-scheduler)")
     return lines
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
 
 
 def _database_label(settings: Settings) -> str:

@@ -166,3 +166,10 @@ def test_links_point_at_the_served_port_when_no_base_url_is_set(data_dir):
 def test_an_explicit_base_url_wins_over_the_listen_address(data_dir):
     configured = load_settings(data_dir=data_dir, base_url="https://digest.example.org")
     assert with_listen_address(configured, "127.0.0.1", 8765).base_url == "https://digest.example.org"
+
+
+def test_banner_says_digests_go_to_workers_and_hides_the_broker_password(data_dir):
+    broker = "redis://:s3cret@127.0.0.1:6379/0"
+    lines = describe(load_settings(data_dir=data_dir, celery_broker_url=broker), "127.0.0.1", 8000, True)
+    assert any("queued for `digest worker` on redis://:***@127.0.0.1:6379/0" in line for line in lines)
+    assert not any("s3cret" in line for line in lines)
