@@ -2,10 +2,14 @@
 
 Two environments, because the outputs escape differently:
 
-* ``html``: autoescape on, so a title like ``<script>`` arrives as text. The rendered page then has its
-  stylesheet inlined with css-inline: Gmail and Outlook drop or ignore ``<style>`` in many cases, so every
-  rule that can live in a ``style=""`` attribute does; only ``@media`` rules (dark mode, narrow screens)
-  stay in a ``<style>`` block, where clients that understand them read them.
+* ``html``: autoescape on, so a title like ``<script>`` arrives as text. The HTML email templates have
+  their stylesheet inlined with css-inline: Gmail and Outlook drop or ignore ``<style>`` in many cases, so
+  every rule that can live in a ``style=""`` attribute does; only ``@media`` rules (dark mode, narrow
+  screens) stay in a ``<style>`` block, where clients that understand them read them. The inlining is done
+  **once, on the template source, when it is loaded** (:func:`preinline`), not on every rendered message:
+  the styles an element gets depend only on its tag, classes and ancestors, which the template fixes, and
+  autoescaped data cannot add elements. A template that does not meet the conditions that make this
+  exact (see :func:`preinline`) is inlined after every render instead, as before.
 * ``text``: no autoescape, for the plain-text part and for Slack. Plain text needs no escaping; Slack
   ``mrkdwn`` needs ``&``, ``<`` and ``>`` replaced by entities (Slack's "Escaping text" guide), which the
   ``mrkdwn`` filter does, so ``<!channel>`` or ``<@U123>`` in a title cannot ping anyone.
@@ -18,14 +22,17 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from collections.abc import Sequence
-from functools import cache
+import secrets
+from collections.abc import Callable, Sequence
+from functools import cache, lru_cache
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
 import css_inline
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import BaseLoader, Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
 
 from digest.signing import Links
 
@@ -95,14 +102,17 @@ def slack_url(value: object) -> str:
 
 @cache
 def html_environment() -> Environment:
-    return Environment(
-        loader=FileSystemLoader(TEMPLATES_DIR),
+    env = Environment(
+        # email/**/*.html come out of the loader with their CSS already inlined (see preinline()).
+        loader=InliningLoader(FileSystemLoader(TEMPLATES_DIR), lambda name: name.startswith("email/")),
         auto_reload=False,  # templates ship with the code; no stat() per render
         autoescape=True,
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters[INLINE_FILTER] = inline_css
+    return env
 
 
 @cache
@@ -128,21 +138,192 @@ def _inliner() -> css_inline.CSSInliner:
 
 
 def make_message(kind: str, context: dict[str, Any]) -> EmailContent:
-    """Render ``templates/email/<kind>/{subject.txt, body.txt, body.html}``; the HTML gets its CSS inlined."""
+    """Render ``templates/email/<kind>/{subject.txt, body.txt, body.html}``; the HTML has its CSS inlined."""
     if not KIND.match(kind):
         raise ValueError(f"bad template kind {kind!r}")
     folder = f"email/{kind}"
     subject = " ".join(text_environment().get_template(f"{folder}/subject.txt").render(context).split())
     text = text_environment().get_template(f"{folder}/body.txt").render(context)
     html = html_environment().get_template(f"{folder}/body.html").render({**context, "subject": subject})
-    return EmailContent(subject=subject, text=text, html=_inliner().inline(html))
+    return EmailContent(subject=subject, text=text, html=html)
+
+
+# --- CSS inlined once, when a template is loaded --------------------------------------------------------
+
+INLINE_FILTER = "inline_css"
+_JINJA = re.compile(r"\{%.*?%\}|\{\{.*?\}\}|\{#.*?#\}", re.DOTALL)
+_VOID = frozenset(
+    "area base br col embed hr img input link meta param source track wbr".split()
+)  # no end tag
+# Jinja statements whose effect on the markup pre-inlining can follow: blocks that keep or drop, or
+# repeat, a run of whole elements. Anything else (include, extends, macro, call, block set…) → per render.
+_OPENS, _MIDDLES, _CLOSES = {"for", "if", "with"}, {"elif", "else"}, {"endfor", "endif", "endwith"}
+# Selectors whose match depends on the rendered document rather than on the template: siblings (+ ~),
+# pseudo-classes (:first-child, :nth-child, :empty, :not…), attribute values ([href^=…]).
+_RUNTIME_SELECTOR = re.compile(r"[+~:\[]")
+
+
+def inline_css(html: str) -> Markup:
+    """The ``inline_css`` filter: css-inline on rendered HTML (the fallback when pre-inlining is unsafe)."""
+    return Markup(_inliner().inline(str(html)))
+
+
+class InliningLoader(BaseLoader):
+    """Wraps a loader; the HTML templates it selects come back with their CSS inlined (see preinline()).
+
+    A template that cannot be pre-inlined exactly is wrapped in ``{% filter inline_css %}`` instead, so
+    its CSS is inlined after each render: slower, never wrong.
+    """
+
+    def __init__(self, inner: BaseLoader, selects: Callable[[str], bool]) -> None:
+        self.inner = inner
+        self.selects = selects
+
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str | None, Any]:
+        source, filename, uptodate = self.inner.get_source(environment, template)
+        if self.selects(template) and template.endswith(".html"):
+            if not environment.keep_trailing_newline and source.endswith("\n"):
+                source = source[:-2] if source.endswith("\r\n") else source[:-1]  # as Jinja would
+            inlined = preinline(source)
+            source = (
+                inlined if inlined is not None else f"{{% filter {INLINE_FILTER} %}}{source}{{% endfilter %}}"
+            )
+        return source, filename, uptodate
+
+
+def preinline(source: str) -> str | None:
+    """The Jinja template ``source`` with its stylesheet inlined by css-inline, or None if that is unsafe.
+
+    Every Jinja tag is swapped for a marker (statements for HTML comments, expressions for a word), the
+    page is inlined, and the tags are put back where the markers came out. That gives the same HTML as
+    inlining every rendered page, provided the markup around the tags is what the HTML parser builds its
+    tree from, unchanged. So this returns None, and the page is inlined per render, unless:
+
+    * css-inline's parser reproduced the template's tags exactly: same start and end tags, in the same
+      order, no element added or moved (write ``<tbody>``, close every element) and every marker back once,
+      in order;
+    * each ``{% for %}``/``{% if %}``/``{% with %}`` opens, branches and closes inside one and the same
+      element, so it keeps, drops or repeats whole elements; no other statements (include, macro…);
+    * no Jinja inside ``<style>``, a ``style``/``class``/``id`` attribute, or a tag's name or attribute
+      names (the selectors would have matched other values);
+    * no selector that depends on what is rendered: siblings (``+``, ``~``), pseudo-classes
+      (``:first-child``…), attribute selectors.
+    """
+    marker = f"jinja{secrets.token_hex(6)}"
+    tags: list[str] = []
+
+    def swap(match: re.Match[str]) -> str:
+        tags.append(match.group())
+        kind = "s" if match.group().startswith(("{%", "{#")) else "e"
+        name = f"{marker}{kind}{len(tags) - 1}x"
+        return f"<!--{name}-->" if kind == "s" else name
+
+    marked = _JINJA.sub(swap, source)
+    before = _Tags(marker)
+    before.feed(marked)
+    before.close()
+    if before.unsafe or not _static_selectors(before.stylesheet) or not _blocks_whole(before, tags):
+        return None
+    inlined = _inliner().inline(marked)
+    after = _Tags(marker)
+    after.feed(inlined)
+    after.close()
+    if _without_style(after.sequence) != _without_style(before.sequence):
+        return None  # the parser added, dropped or moved an element
+    if re.findall(rf"{marker}[se](\d+)x", inlined) != [str(i) for i in range(len(tags))]:
+        return None  # a Jinja tag was dropped, repeated or moved
+    restored = re.sub(rf"<!--{marker}s(\d+)x-->", lambda m: tags[int(m.group(1))], inlined)
+    restored = re.sub(rf"{marker}e(\d+)x", lambda m: tags[int(m.group(1))], restored)
+    return None if marker in restored else restored  # a statement marker that was not an HTML comment
+
+
+class _Tags(HTMLParser):
+    """A page's tags, in order, as (start|end|statement, name) — and whether Jinja sits anywhere unsafe."""
+
+    def __init__(self, marker: str) -> None:
+        super().__init__(convert_charrefs=False)
+        self.marker = marker
+        self.sequence: list[tuple[str, str]] = []
+        self.stylesheet: list[str] = []
+        self.unsafe = False
+        self._in_style = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.sequence.append(("start", tag))
+        self._in_style = tag == "style"
+        self.unsafe |= self.marker in tag
+        for name, value in attrs:
+            self.unsafe |= self.marker in name
+            self.unsafe |= name in ("style", "class", "id") and self.marker in (value or "")
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+        if tag not in _VOID:
+            self.handle_endtag(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        self.sequence.append(("end", tag))
+        self._in_style = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_style:
+            self.stylesheet.append(data)
+            self.unsafe |= self.marker in data
+
+    def handle_comment(self, data: str) -> None:
+        if data.startswith(self.marker):
+            self.sequence.append(("statement", data))
+
+
+def _without_style(sequence: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    # css-inline writes the <style> it keeps (the @media rules) at the top of <head>.
+    return [item for item in sequence if item[1] != "style"]
+
+
+def _static_selectors(stylesheet: list[str]) -> bool:
+    css = re.sub(r"/\*.*?\*/", "", " ".join(stylesheet), flags=re.DOTALL)
+    selectors = [s.strip() for s in re.findall(r"([^{};]*)\{", css)]
+    return not any(_RUNTIME_SELECTOR.search(s) for s in selectors if not s.startswith("@"))
+
+
+def _blocks_whole(page: _Tags, tags: list[str]) -> bool:
+    """Every Jinja block opens, branches and ends with the same open elements around it."""
+    open_elements: list[str] = []
+    blocks: list[tuple[str, tuple[str, ...]]] = []
+    for kind, name in page.sequence:
+        if kind == "start":
+            if name not in _VOID:
+                open_elements.append(name)
+        elif kind == "end":
+            if not open_elements or open_elements.pop() != name:
+                return False
+        else:
+            tag = tags[int(name[len(page.marker) + 1 : -1])]
+            if tag.startswith("{#"):
+                continue
+            words = tag.strip("{%}-+ \t\r\n").split(maxsplit=1) or [""]
+            keyword, where = words[0], tuple(open_elements)
+            if keyword in _OPENS:
+                blocks.append((keyword, where))
+            elif keyword in _MIDDLES or keyword in _CLOSES:
+                if not blocks or blocks[-1][1] != where:
+                    return False
+                if keyword in _CLOSES and blocks.pop()[0] != keyword[3:]:
+                    return False
+            elif keyword != "set" or "=" not in tag:
+                return False
+    return not open_elements and not blocks
 
 
 # --- the digest's view model ---------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=4096)
 def shorten(text: str | None, limit: int) -> str:
-    """Collapse whitespace and cut at a word boundary with an ellipsis."""
+    """Collapse whitespace and cut at a word boundary with an ellipsis.
+
+    Cached: a day's digests share their papers, so the same abstracts are shortened again and again.
+    """
     flat = " ".join((text or "").split())
     if len(flat) <= limit:
         return flat

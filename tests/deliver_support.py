@@ -9,17 +9,22 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from digest.models import Paper
 
@@ -91,6 +96,8 @@ class RecordingHandler:
     def __init__(self) -> None:
         self.messages: list[tuple[Envelope, EmailMessage]] = []
         self.connections = 0
+        self.encrypted: list[bool] = []  # per accepted message: did it arrive over TLS?
+        self.logins: list[tuple[str, str]] = []
 
     async def handle_EHLO(
         self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
@@ -112,7 +119,18 @@ class RecordingHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         parsed = message_from_bytes(envelope.content, policy=policy.default)  # type: ignore[arg-type]
         self.messages.append((envelope, parsed))  # type: ignore[arg-type]
+        self.encrypted.append(server.transport.get_extra_info("ssl_object") is not None)
         return "250 Message accepted"
+
+    def authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        """aiosmtpd's ``authenticator``: accepts ada / s3cret (LOGIN or PLAIN)."""
+        if isinstance(data, LoginPassword):
+            self.logins.append((data.login.decode(), data.password.decode()))
+            ok = data.login == b"ada" and data.password == b"s3cret"
+            return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd sends the 535
+        return AuthResult(success=False, handled=False)
 
 
 @dataclasses.dataclass
@@ -132,16 +150,58 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
+@contextmanager
+def running_smtp_server(**options: Any) -> Iterator[SmtpServer]:
+    """aiosmtpd on 127.0.0.1; ``options`` go to its Controller (tls_context, ssl_context, authenticator…)."""
     handler = RecordingHandler()
     port = free_port()  # aiosmtpd's Controller connects to its own port to check start-up, so not 0
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller = Controller(handler, hostname="127.0.0.1", port=port, **options)
     controller.start()
     try:
         yield SmtpServer("127.0.0.1", port, handler)
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    with running_smtp_server() as server:
+        yield server
+
+
+@dataclasses.dataclass(frozen=True)
+class Certificate:
+    """A self-signed certificate for 127.0.0.1, made for the test run, and the contexts that use it."""
+
+    cert: Path
+    key: Path
+
+    def server_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, self.key)
+        return context
+
+    def client_context(self) -> ssl.SSLContext:
+        """Verifies the server exactly as the transport's default context does, trusting only this cert."""
+        return ssl.create_default_context(cafile=str(self.cert))
+
+
+@pytest.fixture(scope="session")
+def tls_certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
+    # The openssl command line rather than the `cryptography` package, which is not a dependency.
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is not installed: no certificate for the TLS tests")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        + ["-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+    return Certificate(cert, key)
 
 
 # --- Slack ------------------------------------------------------------------------------------------------

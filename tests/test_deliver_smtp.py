@@ -10,6 +10,7 @@ from deliver_support import DAY, NOW, add_papers
 from sqlalchemy import select
 
 from digest.config import load_settings
+from digest.deliver.base import TransportError
 from digest.deliver.service import send_digest, send_email, send_many
 from digest.models import Delivery, DeliveryItem, Subscriber
 from digest.render import EmailContent
@@ -25,9 +26,8 @@ def smtp_settings(data_dir, server, **extra):  # type: ignore[no-untyped-def]
         base_url="https://digest.example.org",
         smtp_host=server.host,
         smtp_port=server.port,
-        smtp_security="none",
         mail_from="Digest <digest@example.org>",
-        **extra,
+        **{"smtp_security": "none", **extra},
     )
 
 
@@ -153,3 +153,107 @@ def test_wire_bytes_are_exactly_what_the_stdlib_generator_writes(data_dir):
     ):
         message = email_message(settings, "ada@example.org", content, unsubscribe_headers("https://x/u/t"))
         assert wire_bytes(message) == message.as_bytes(policy=WIRE_POLICY)
+
+
+def test_wire_bytes_normalise_line_ends_like_the_generator_in_parts_built_elsewhere(data_dir):
+    from email.message import EmailMessage
+
+    from digest.deliver.compose import WIRE_POLICY, email_message, wire_bytes
+
+    settings = load_settings(data_dir=data_dir, secret_key=TEST_SECRET)
+    content = EmailContent("Line ends", "cr\ronly\r\nand crlf\nand lf\n", "<p>\r</p>")
+    message = email_message(settings, "ada@example.org", content)
+    assert wire_bytes(message) == message.as_bytes(policy=WIRE_POLICY)
+    for part in message.iter_parts():  # a caller replaced a payload with bare LF / CR line ends
+        part.set_payload("one\ntwo\rthree\r\n")
+    assert wire_bytes(message) == message.as_bytes(policy=WIRE_POLICY)
+    single = EmailMessage()
+    single.set_content("just text\n")
+    assert wire_bytes(single) == single.as_bytes(policy=WIRE_POLICY)
+
+
+def test_lines_starting_with_a_dot_survive_smtp(data_dir, smtp_server):
+    settings = smtp_settings(data_dir, smtp_server)
+    text = ".starts with a dot\n..two dots\n.\nend\n"
+    send_email(settings, "ada@example.org", EmailContent("Dots", text, "<p>.</p>\n.<p>x</p>"))
+    (message,) = smtp_server.messages
+    # (parsed from the wire, the parts keep its CRLF line ends)
+    assert message.get_body(("plain",)).get_content().replace("\r\n", "\n") == text
+    assert message.get_body(("html",)).get_content() == "<p>.</p>\r\n.<p>x</p>"
+
+
+# --- TLS: STARTTLS (587) and implicit TLS (465), with a certificate made for the test ---------------------
+
+tls_certificate = deliver_support.tls_certificate
+
+
+def test_starttls_upgrades_the_connection_before_logging_in_and_sending(
+    data_dir, tls_certificate, monkeypatch
+):
+    from digest.deliver import smtp
+
+    monkeypatch.setattr(smtp, "_tls_context", tls_certificate.client_context)
+    with deliver_support.running_smtp_server(
+        tls_context=tls_certificate.server_context(),
+        require_starttls=True,
+        authenticator=None,
+        auth_require_tls=True,
+    ) as server:
+        server_handler = server.handler
+        settings = smtp_settings(data_dir, server, smtp_security="starttls")
+        receipt = send_email(settings, "ada@example.org", EmailContent("Over TLS", "text", "<p>html</p>"))
+    assert server_handler.encrypted == [True]
+    assert server.messages[0]["Message-ID"] == receipt
+
+
+def test_starttls_with_a_login(data_dir, tls_certificate, monkeypatch):
+    from digest.deliver import smtp
+
+    monkeypatch.setattr(smtp, "_tls_context", tls_certificate.client_context)
+    handler = deliver_support.RecordingHandler()
+    with deliver_support.running_smtp_server(
+        tls_context=tls_certificate.server_context(),
+        require_starttls=True,
+        authenticator=handler.authenticate,
+        auth_require_tls=True,
+    ) as server:
+        settings = smtp_settings(
+            data_dir, server, smtp_security="starttls", smtp_username="ada", smtp_password="s3cret"
+        )
+        send_email(settings, "ada@example.org", EmailContent("Logged in", "text", "<p>html</p>"))
+        wrong = smtp_settings(
+            data_dir, server, smtp_security="starttls", smtp_username="ada", smtp_password="nope"
+        )
+        try:
+            send_email(wrong, "ada@example.org", EmailContent("Refused", "text", "<p>html</p>"))
+        except TransportError as exc:
+            refused = exc
+    assert handler.logins[0] == ("ada", "s3cret") and set(handler.logins[1:]) == {("ada", "nope")}
+    assert [m["Subject"] for m in server.messages] == ["Logged in"] and server.handler.encrypted == [True]
+    assert (
+        "login refused: 535" in refused.message and not refused.permanent
+    )  # the server's setup, not the reader
+
+
+def test_implicit_tls_delivers(data_dir, tls_certificate, monkeypatch):
+    from digest.deliver import smtp
+
+    monkeypatch.setattr(smtp, "_tls_context", tls_certificate.client_context)
+    with deliver_support.running_smtp_server(ssl_context=tls_certificate.server_context()) as server:
+        settings = smtp_settings(data_dir, server, smtp_security="ssl")
+        send_email(settings, "ada@example.org", EmailContent("Implicit TLS", "text", "<p>html</p>"))
+    assert server.handler.encrypted == [True] and server.messages[0]["Subject"] == "Implicit TLS"
+
+
+def test_an_untrusted_certificate_is_refused_and_nothing_is_sent(data_dir, tls_certificate):
+    # The transport's own context: system CAs and host-name checking, so a self-signed cert fails.
+    with deliver_support.running_smtp_server(
+        tls_context=tls_certificate.server_context(), require_starttls=True
+    ) as server:
+        settings = smtp_settings(data_dir, server, smtp_security="starttls")
+        try:
+            send_email(settings, "ada@example.org", EmailContent("No", "text", "<p>html</p>"))
+        except TransportError as exc:
+            refused = exc
+    assert "cannot connect" in refused.message and "CERTIFICATE_VERIFY_FAILED" in refused.message
+    assert not refused.permanent and server.messages == []

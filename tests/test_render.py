@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import time_machine
+from jinja2 import DictLoader, Environment, FileSystemLoader, StrictUndefined
 
 from digest.config import load_settings
 from digest.deliver.compose import email_message, unsubscribe_headers
@@ -17,9 +18,13 @@ from digest.rank import Pick
 from digest.render import (
     SLACK_MAX_BLOCKS,
     SLACK_SECTION_CHARS,
+    TEMPLATES_DIR,
+    InliningLoader,
     digest_context,
+    inline_css,
     make_message,
     mrkdwn_escape,
+    preinline,
     short_authors,
     shorten,
     slack_message,
@@ -151,6 +156,74 @@ def test_html_is_inlined_table_layout_with_dark_mode_and_a_fluid_container(setti
     # The stylesheet's rules were inlined onto the elements (Gmail drops most <style> rules).
     assert re.search(r'<a class="vote" href="[^"]+" style="[^"]*border-radius[^"]*">👍', html)
     assert re.search(r'<p class="why" style="[^"]*background-color: #e9f5ec', html)
+
+
+# --- CSS inlined once, at template load ------------------------------------------------------------------
+
+
+def inlined_after_render(name: str, context: dict) -> str:  # type: ignore[type-arg]
+    """The reference: render the template as written, then run css-inline on the page (per message)."""
+    env = Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    return str(inline_css(env.get_template(name).render(context)))
+
+
+@pytest.mark.parametrize("picks", ["sample_picks", "hostile_picks", "no_picks"])
+def test_html_inlined_at_load_is_the_html_inlined_after_each_render(settings, picks):
+    chosen = {"sample_picks": sample_picks, "hostile_picks": hostile_picks, "no_picks": list}[picks]()
+    context = digest_context(subscriber(keywords=["it's", 'a "b" & <c>']), chosen, links_for(settings), DAY)
+    content = make_message("digest", context)
+    expected = inlined_after_render("email/digest/body.html", {**context, "subject": content.subject})
+    # Jinja escapes ' and " as &#39; and &#34;; css-inline's serialiser writes them as ' and &quot;/":
+    # the same characters, so the same page.
+    assert content.html.replace("&#39;", "'").replace("&#34;", '"') == expected.replace("&quot;", '"')
+
+
+def test_the_digest_template_is_inlined_once_at_load_not_per_message():
+    source = (TEMPLATES_DIR / "email/digest/body.html").read_text()
+    inlined = preinline(source.removesuffix("\n"))
+    assert inlined is not None  # the shipped template meets every condition for inlining at load
+    assert '<p class="why" style="margin: 0 0 12px 0;' in inlined and "{{ pick.why }}" in inlined
+    assert ".why {" not in inlined.split("@media")[0]  # plain rules left <style>; @media rules stayed
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '<ul><li class="x">{{ a }}</li></ul>',  # fine: the control case
+        '<ul>{% for i in a %}<li class="x">{{ i }}</li>{% endfor %}</ul>',  # fine too
+        '<p class="{{ a }}">x</p>',  # the class is only known when rendered
+        '<table><tr class="x"><td>{{ a }}</td></tr></table>',  # the parser adds <tbody>
+        '<div>{% if a %}<p class="x">{% endif %}y</p></div>',  # a block that does not hold whole elements
+        '<div>{% include "other.html" %}</div>',  # not followed
+        '<p class="x" {{ a }}>y</p>',  # Jinja in attribute position
+    ],
+)
+def test_templates_that_cannot_be_inlined_at_load_are_inlined_per_render(body):
+    style = "<style>.x { color: red; } @media (max-width: 480px) { .x { color: blue !important; } }</style>"
+    source = f"<!DOCTYPE html><html><head>{style}</head><body>{body}</body></html>"
+    control = body.startswith("<ul>")
+    assert (preinline(source) is not None) == control
+    loader = InliningLoader(DictLoader({"page.html": source, "other.html": "<i>other</i>"}), lambda n: True)
+    env = Environment(loader=loader, autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    env.filters["inline_css"] = inline_css
+    html = env.get_template("page.html").render(a=["<b>"] if control else "<b>")
+    assert "@media (max-width: 480px)" in html
+    assert "<b>" not in re.sub(r'"[^"]*"', "", html)  # escaped as text (inside quotes it may stay as is)
+    if 'class="x"' in html:
+        assert re.search(r'class="x"[^>]*style="color: red;"', html)
+
+
+def test_selectors_that_depend_on_the_rendered_page_are_inlined_per_render():
+    for selector in ("li:first-child", "li + li", "a[href^=https]", "p ~ p"):
+        style = f"<style>{selector} {{ color: red; }}</style>"
+        source = f"<html><head>{style}</head><body><ul><li>x</li></ul></body></html>"
+        assert preinline(source) is None, selector
 
 
 def test_helpers_shorten_text_and_author_lists():

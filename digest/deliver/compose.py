@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import binascii
 import datetime as dt
+import re
 import secrets
 from email import policy
 from email.headerregistry import Address
@@ -59,11 +60,15 @@ def _set(message: EmailMessage, name: str, value: str) -> None:
 
 def _text_part(subtype: str, body: str) -> EmailMessage:
     # quoted-printable keeps body lines short and 7-bit whatever the relay supports (no 8BITMIME needed);
-    # binascii's C encoder is ~20x faster than email.quoprimime. Line ends become CRLF (RFC 5322 §2.3).
+    # binascii's C encoder is ~20x faster than email.quoprimime. It is fed LF line ends (given CRLF it
+    # counts the CR in the 76-character limit), and its output's line ends become CRLF (RFC 5322 §2.3),
+    # so the payload is already in wire form (the stdlib generator still writes it with whatever line
+    # ending its policy asks for).
+    data = body.encode("utf-8").replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     part = EmailMessage(policy=MAIL_POLICY)
     part.set_raw("Content-Type", f'text/{subtype}; charset="utf-8"')
     part.set_raw("Content-Transfer-Encoding", "quoted-printable")
-    part.set_payload(binascii.b2a_qp(body.encode("utf-8"), istext=True).decode("ascii"))
+    part.set_payload(binascii.b2a_qp(data, istext=True).replace(b"\n", b"\r\n").decode("ascii"))
     return part
 
 
@@ -94,28 +99,48 @@ def wire_bytes(message: EmailMessage) -> bytes:
     """The SMTP wire form (CRLF) of a message built by :func:`email_message`.
 
     Same bytes as ``message.as_bytes(policy=WIRE_POLICY)`` would give, without the stdlib generator's
-    per-line writes, which cost more than rendering the digest (see ``benchmarks/bench_send.py``).
+    per-line writes, which cost more than rendering the digest (see ``benchmarks/bench_send.py``), and
+    without the header parsing that ``get_boundary()`` and ``get_payload()`` do on every call.
     """
-    chunks = [_header_block(message)]
+    head, content_type = _header_block(message)
+    chunks = [head]
     if message.is_multipart():
-        boundary = message.get_boundary()
-        for index, part in enumerate(message.iter_parts()):
+        found = _BOUNDARY.search(content_type or "")
+        boundary = found.group(1) if found else message.get_boundary()
+        for index, part in enumerate(message.get_payload()):
             # The CRLF before "--boundary" belongs to the delimiter, not to the part (RFC 2046 §5.1.1).
             delimiter = f"--{boundary}\r\n" if index == 0 else f"\r\n--{boundary}\r\n"
-            chunks += [delimiter.encode(), _header_block(part), _body(part)]
+            chunks += [delimiter.encode(), _header_block(part)[0], _body(part)]
         chunks.append(f"\r\n--{boundary}--\r\n".encode())
     else:
         chunks.append(_body(message))
     return b"".join(chunks)
 
 
-def _header_block(message: EmailMessage) -> bytes:
-    lines = [WIRE_POLICY.fold(name, value) for name, value in message.raw_items()]
-    return ("".join(lines) + "\r\n").encode("ascii")
+# The boundary exactly as email_message() writes it; any other Content-Type goes through get_boundary().
+_BOUNDARY = re.compile(r'^multipart/[a-z]+; boundary="([A-Za-z0-9=_.-]+)"$')
+
+
+def _header_block(message: EmailMessage) -> tuple[bytes, str | None]:
+    """The folded header lines + the blank line, and the raw Content-Type value."""
+    lines, content_type = [], None
+    for name, value in message.raw_items():
+        lines.append(WIRE_POLICY.fold(name, value))
+        if name.lower() == "content-type":
+            content_type = value if isinstance(value, str) else None
+    return ("".join(lines) + "\r\n").encode("ascii"), content_type
 
 
 def _body(part: EmailMessage) -> bytes:
-    payload = part.get_payload()
+    # The payload as stored: get_payload() would parse Content-Transfer-Encoding first, just to ignore it.
+    payload = part._payload  # the stdlib's Generator reads it the same way
     if not isinstance(payload, str) or not payload.isascii():
         raise ValueError("wire_bytes() expects the 7-bit encoded parts email_message() builds")
-    return payload.replace("\r\n", "\n").replace("\n", "\r\n").encode("ascii")
+    data = payload.encode("ascii")
+    crlf = data.count(b"\r\n")
+    if data.count(b"\r") != crlf or data.count(b"\n") != crlf:  # not CRLF only: as the generator does
+        data = _LINE_END.sub(b"\r\n", data)
+    return data
+
+
+_LINE_END = re.compile(rb"\r\n|\r|\n")  # what the stdlib generator treats as a line end
