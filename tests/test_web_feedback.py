@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import re
+import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import time_machine
 from sqlalchemy import func, select
 from web_support import add_paper, add_subscriber, client_for, csrf_token, links, path_of, snapshot
 
-from digest.models import Feedback, SubscriberModel
+from digest.models import Feedback, Subscriber, SubscriberModel
+from digest.rank import load_profile
 from digest.signing import FEEDBACK_ACTIONS, Signer
 
 
@@ -139,3 +144,77 @@ def test_paper_page_shows_the_abstract_and_404s_unknown_ids(client, db) -> None:
     assert client.get("/papers/424242").status_code == 404
     assert client.get("/papers/not-a-number").status_code == 422
     assert client.get(f"/papers/{2**70}").status_code == 422
+
+
+def _model_labels(db, subscriber_id: int) -> dict[int, int]:
+    with db.session() as session:
+        profile = load_profile(session, session.get(Subscriber, subscriber_id))
+        return dict(profile.labels)
+
+
+def _concurrent_votes(settings, database, subscriber_id: int, paper_ids: list[int]) -> list[int]:
+    """One browser per paper, all voting at once (each client runs its own event loop thread)."""
+    barrier = threading.Barrier(len(paper_ids))
+
+    def vote(paper_id: int) -> int:
+        client = client_for(settings, database)
+        url = path_of(links(settings).feedback(subscriber_id, paper_id, "up"))
+        token = csrf_token(client.get(url).text)
+        barrier.wait()
+        return client.post(url, data={"csrf_token": token}).status_code
+
+    with ThreadPoolExecutor(len(paper_ids)) as pool:
+        return list(pool.map(vote, paper_ids))
+
+
+def test_concurrent_votes_are_all_stored_and_all_reach_the_model(settings, db) -> None:
+    sid = add_subscriber(db, settings)
+    papers = [add_paper(db, n) for n in range(1, 9)]
+    assert _concurrent_votes(settings, db, sid, papers) == [200] * len(papers)
+    assert sorted(v[1] for v in votes(db)) == papers
+    assert _model_labels(db, sid) == {paper: 1 for paper in papers}  # no update lost to a race
+
+
+@pytest.mark.postgres
+def test_concurrent_votes_on_postgres_lock_the_subscriber_and_lose_nothing(pg_db) -> None:
+    settings = pg_db.settings
+    sid = add_subscriber(pg_db, settings)
+    papers = [add_paper(pg_db, n) for n in range(1, 9)]
+    assert _concurrent_votes(settings, pg_db, sid, papers) == [200] * len(papers)
+    assert sorted(v[1] for v in votes(pg_db)) == papers
+    assert _model_labels(pg_db, sid) == {paper: 1 for paper in papers}
+
+
+def test_vote_waits_for_another_process_holding_the_sqlite_write_lock(client, settings, db, ids) -> None:
+    url = path_of(links(settings).feedback(*ids, "up"))
+    token = csrf_token(client.get(url).text)
+    other = sqlite3.connect(
+        str(settings.data_dir / "digest.sqlite3"), isolation_level=None, check_same_thread=False
+    )
+    other.execute("BEGIN IMMEDIATE")  # e.g. `digest ingest` in the middle of a file
+    releaser = threading.Timer(0.3, other.execute, ["COMMIT"])
+    releaser.start()
+    started = time.monotonic()
+    answer = client.post(url, data={"csrf_token": token})
+    releaser.join()
+    other.close()
+    assert answer.status_code == 200 and time.monotonic() - started >= 0.25
+    assert votes(db) == [(ids[0], ids[1], 1, "web")]
+
+
+def test_pages_answer_while_a_vote_waits_for_the_sqlite_write_lock(settings, db, ids) -> None:
+    voter, reader = client_for(settings, db), client_for(settings, db)
+    url = path_of(links(settings).feedback(*ids, "up"))
+    token = csrf_token(voter.get(url).text)
+    other = sqlite3.connect(
+        str(settings.data_dir / "digest.sqlite3"), isolation_level=None, check_same_thread=False
+    )
+    other.execute("BEGIN IMMEDIATE")
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(voter.post, url, data={"csrf_token": token})
+        time.sleep(0.2)
+        assert reader.get(url).status_code == 200 and not pending.done()
+        other.execute("COMMIT")
+        assert pending.result(timeout=30).status_code == 200
+    other.close()
+    assert len(votes(db)) == 1

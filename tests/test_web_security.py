@@ -3,6 +3,7 @@ health, and error pages without internals."""
 
 from __future__ import annotations
 
+import gc
 import logging
 from types import SimpleNamespace
 
@@ -126,3 +127,9 @@ def test_unknown_path_and_wrong_method_get_error_pages(client) -> None:
     assert client.get("/wp-login.php").status_code == 404
     assert client.put("/subscribe").status_code == 405
     assert client.get("/slack/actions").status_code == 405
+
+
+def test_start_up_freezes_long_lived_objects_out_of_the_garbage_collectors_full_passes(settings, db) -> None:
+    gc.unfreeze()
+    with TestClient(create_app(settings, db)):
+        assert gc.get_freeze_count() > 10_000  # modules, classes, metadata: a full pass skips them

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
@@ -42,7 +43,7 @@ class Site:
             settings=settings,
             db=db,
             links=links_for(settings),
-            templates=Jinja2Templates(directory=str(TEMPLATES_DIR)),
+            templates=Jinja2Templates(env=_environment()),
             csrf=Csrf(settings.secret, secure_cookie=settings.base_url.startswith("https://")),
             subscribe_limiter=RateLimiter(settings.subscribe_rate_limit),
         )
@@ -50,6 +51,13 @@ class Site:
     def token(self, token: str, allowed: frozenset[str] | set[str]) -> Token:
         """Check a link token (raises BadToken, shown as a 400 page)."""
         return self.links.signer.loads(token, allowed)
+
+
+def _environment() -> jinja2.Environment:
+    """Starlette's default environment, without auto_reload: templates ship with the code, so pages
+    need not stat() every template file they use on each render."""
+    loader = jinja2.FileSystemLoader(str(TEMPLATES_DIR))
+    return jinja2.Environment(loader=loader, autoescape=jinja2.select_autoescape(), auto_reload=False)
 
 
 def site_of(request: Request) -> Site:

@@ -21,9 +21,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from slack_sdk.signature import SignatureVerifier
 
-from digest.rank import record_feedback
 from digest.signing import FEEDBACK_ACTIONS, BadToken
-from digest.web.site import NotFound, Site, get_paper, get_subscriber, site_of
+from digest.web.feedback import record_vote
+from digest.web.site import NotFound, Site, site_of
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -104,10 +104,7 @@ def _handle_block_actions(site: Site, payload: dict[str, Any]) -> dict[str, Any]
 
 def _record(site: Site, value: str) -> tuple[str, int]:
     token = site.token(value, FEEDBACK_ACTIONS)
-    with site.db.session() as session:
-        subscriber = get_subscriber(session, token.subscriber_id)
-        paper = get_paper(session, token.paper_id or 0)
-        record_feedback(session, subscriber, paper.id, VOTE[token.action][0], "slack")
+    paper = record_vote(site, token, "slack")
     return token.action, paper.id
 
 
