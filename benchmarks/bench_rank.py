@@ -5,7 +5,8 @@ Run: ``python benchmarks/bench_rank.py [--shared ../shared] [--sample 60] [--eve
 Measures, on the dev files of ``../shared/eval``: ``digest eval rank`` (whole CiteULike file), the
 arxiv-sanity-lite reference method (its TF-IDF settings + LinearSVC C=0.01, balanced, everything not liked
 negative) on a sample of the same users with the per-user cost ratio, ``digest eval replay``, and the p99
-of one ``record_feedback`` (event stored + model updated) on a migrated SQLite database.
+of one ``record_feedback`` (event stored + model updated) on a migrated SQLite database, plus the p99 of
+re-deriving that subscriber's weight vector afterwards (what the next digest pays, classifier included).
 Prints a table and saves JSON under ``benchmarks/results/``.
 """
 
@@ -27,7 +28,7 @@ from digest.config import load_settings
 from digest.db import Database
 from digest.evaluate import eval_rank, eval_replay
 from digest.models import Paper, Subscriber
-from digest.rank import pick_digest, record_feedback
+from digest.rank import corpus_for, load_profile, pick_digest, record_feedback
 
 ROOT = Path(__file__).resolve().parent
 
@@ -83,14 +84,21 @@ def feedback_latency(papers_path: Path, events: int) -> dict:
             session.flush()
             ids = list(session.scalars(Paper.__table__.select().with_only_columns(Paper.id)))
             pick_digest(session, settings, subscriber, now=now)  # warms the per-process corpus cache
-            rng, timings = np.random.default_rng(0), []
+            rng, timings, derive = np.random.default_rng(0), [], []
+            corpus = corpus_for(session)
             for paper_id in rng.choice(ids, size=events, replace=False):
                 start = time.perf_counter()
                 record_feedback(session, subscriber, int(paper_id), int(rng.choice([1, -1])), "bench")
                 timings.append((time.perf_counter() - start) * 1000)
+                # What the next digest pays for that click: the weight vector re-derived (incl. classifier).
+                start = time.perf_counter()
+                load_profile(session, subscriber).parts(corpus)
+                derive.append((time.perf_counter() - start) * 1000)
             _, pick_seconds = _timed(lambda: pick_digest(session, settings, subscriber, now=now))
         db.dispose()
     return {"p50_ms": float(np.percentile(timings, 50)), "p99_ms": float(np.percentile(timings, 99)),
+            "rederive_p50_ms": float(np.percentile(derive, 50)),
+            "rederive_p99_ms": float(np.percentile(derive, 99)),
             "events": events, "corpus_papers": len(papers), "pick_digest_s": pick_seconds}  # fmt: skip
 
 

@@ -2,8 +2,9 @@
 
 The contract is ``../shared/eval/README.md``. Both protocols run the production classes in memory:
 ``Corpus`` for the TF-IDF space, ``Profile.rate`` for every 👍/👎 (the same call ``record_feedback``
-makes after storing a click) and ``Profile.score`` + ``diverse_top`` for picking. ``relevant`` is read
-only to compute metrics, and in the replay to play the user's ratings of papers that were shown.
+makes after storing a click) and ``Profile.score`` + ``Profile.evidence`` + ``diverse_top`` for picking,
+with the default ``DIGEST_MIN_SCORE`` (0: no floor), exactly as ``pick_digest`` calls them. ``relevant``
+is read only to compute metrics, and in the replay to play the user's ratings of papers that were shown.
 """
 
 from __future__ import annotations
@@ -148,8 +149,10 @@ def eval_replay(papers_path: Path, users_path: Path, out: Path, k: int = 10) -> 
 def _replay_day(corpus: Corpus, player: ReplayUser, today: list[str], k: int, index: int) -> list[str]:
     fresh = [paper_id for paper_id in today if paper_id not in player.shown]
     rows = corpus.rows(fresh)
-    scores = player.profile.score(corpus, corpus.matrix[rows])
-    shown = [fresh[i] for i in diverse_top(corpus, rows, scores, k, floor=0.0)]
+    matrix = corpus.matrix[rows]
+    scores = player.profile.score(corpus, matrix)
+    eligible = player.profile.evidence(corpus, matrix)
+    shown = [fresh[i] for i in diverse_top(corpus, rows, scores, k, floor=0.0, eligible=eligible)]
     for paper_id in shown:  # the simulated user rates every shown paper, as a real click would
         player.profile.rate(paper_id, 1 if paper_id in player.relevant else -1)
     player.shown.update(shown)

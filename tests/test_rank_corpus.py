@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 from rank_papers import PAPERS
 
-from digest.rank.corpus import Corpus, phrase_pattern
+from digest.rank.corpus import BLOCK, Corpus, phrase_pattern, sparse_dot
 
 
 def _corpus(n: int) -> Corpus:
@@ -21,7 +21,8 @@ def test_extending_the_corpus_keeps_the_feature_space_and_updates_idf() -> None:
     before_version = grown.version
     grown.extend(list(range(6, len(PAPERS))), [f"{t}\n{a}" for t, a in PAPERS[6:]])
     fresh = _corpus(len(PAPERS))
-    assert set(grown.matrix[0].indices) == before_columns
+    # The same columns stay; a character 4-gram joins once a second paper has it (MIN_DF).
+    assert before_columns <= set(grown.matrix[0].indices)
     assert grown.version > before_version
     assert np.allclose(grown.matrix.toarray(), fresh.matrix.toarray(), atol=1e-6)
 
@@ -42,7 +43,31 @@ def test_rare_terms_weigh_more_than_common_ones() -> None:
 def test_a_keyword_phrase_also_matches_as_a_bigram() -> None:
     corpus = _corpus(len(PAPERS))
     phrase = corpus.encode(["Information Retrieval"])
-    assert phrase.nnz == 3  # "information", "retrieval" and "information retrieval"
+    words = phrase.indices[phrase.indices < BLOCK]
+    assert words.size == 3  # "information", "retrieval" and "information retrieval"
+    assert phrase.nnz > 3  # and the character 4-grams they share with the corpus
+
+
+def test_word_and_character_blocks_weigh_the_same_in_a_unit_row() -> None:
+    row = _corpus(len(PAPERS)).matrix[0]
+    words = row.data[row.indices < BLOCK]
+    chars = row.data[row.indices >= BLOCK]
+    assert np.isclose(np.dot(words, words), 0.5, atol=1e-5)
+    assert np.isclose(np.dot(chars, chars), 0.5, atol=1e-5)
+
+
+def test_a_word_only_one_paper_has_still_counts_but_a_lone_character_gram_does_not() -> None:
+    corpus = _corpus(len(PAPERS))
+    lattice = corpus.encode(["lattice"])
+    assert lattice.indices[lattice.indices < BLOCK].size == 1  # a typed keyword can match one new paper
+    assert corpus.encode(["zzzz"]).nnz == 0  # a 4-gram no paper shares is noise
+
+
+def test_sparse_dot_matches_the_sparse_product() -> None:
+    corpus = _corpus(len(PAPERS))
+    query = corpus.encode(["robot audio retrieval"])
+    expected = (corpus.matrix @ query.T).toarray().ravel()
+    assert np.allclose(sparse_dot(corpus.matrix, query), expected, atol=1e-6)
 
 
 def test_phrase_pattern_matches_whole_words_case_insensitively() -> None:

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from rank_papers import PAPERS
 
+from digest.rank import model
 from digest.rank.corpus import Corpus
 from digest.rank.model import Profile
 
@@ -24,11 +25,33 @@ def test_keywords_alone_rank_their_topic_first(corpus: Corpus) -> None:
     assert set(ranking[:3]) == {4, 5, 6}
 
 
-def test_keyword_expansion_reaches_papers_that_never_use_the_keyword(corpus: Corpus) -> None:
-    scores = Profile(["Sound"]).score(corpus, corpus.matrix)
+def test_keyword_expansion_reaches_papers_that_never_use_the_keyword(
+    corpus: Corpus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reached = Profile(["Sound"]).evidence(corpus, corpus.matrix)
     assert "sound" not in TEXTS[2].lower()
-    assert scores[2] > 0  # speaker verification, reached through "audio"
-    assert scores[2] > scores[9]  # cryptography is not reached
+    assert reached[2]  # speaker verification, reached through "audio"
+    assert not reached[9]  # cryptography is not reached
+    monkeypatch.setattr(model, "EXPANSION_DOCS", 0)
+    unexpanded = Corpus.from_texts(list(range(len(PAPERS))), TEXTS)  # expansions are memoised per corpus
+    assert not Profile(["Sound"]).evidence(unexpanded, unexpanded.matrix)[2]
+
+
+def test_until_the_first_dislike_generic_papers_are_held_back(corpus: Corpus) -> None:
+    profile = Profile([], {7: 1})
+    parts = profile.parts(corpus)
+    assert parts.prior == model.PRIOR_WEIGHT
+    profile.rate(9, -1)
+    assert profile.parts(corpus).prior == 0  # a real 👎 takes the corpus mean's place
+
+
+def test_enough_ratings_of_both_kinds_train_a_classifier(corpus: Corpus) -> None:
+    few = Profile([], {7: 1, 9: -1})
+    assert few.parts(corpus).classifier.nnz == 0
+    many = Profile([], {i: (1 if i in (7, 8, 3) else -1) for i in range(model.CLASSIFIER_MIN_RATINGS)})
+    assert many.parts(corpus).classifier.nnz > 0
+    scores = many.score(corpus, corpus.matrix)
+    assert min(scores[7], scores[8]) > max(scores[i] for i in (4, 5, 6, 9))
 
 
 def test_a_like_pulls_similar_papers_up(corpus: Corpus) -> None:
@@ -42,8 +65,10 @@ def test_a_dislike_pushes_similar_papers_down(corpus: Corpus) -> None:
     before = profile.score(corpus, corpus.matrix)
     profile.rate(0, -1)
     after = profile.score(corpus, corpus.matrix)
-    assert after[0] < before[0] and after[1] < before[1]  # the speech paper and its audio neighbour
-    assert after[11] > after[0]
+    assert before[0] > 0 and after[0] < 0  # the speech paper, first-ranked on "diffusion" before
+    assert (
+        after[11] > after[1] > after[0]
+    )  # image diffusion leads; the speech paper's audio neighbour follows
 
 
 def test_the_latest_rating_of_a_paper_wins(corpus: Corpus) -> None:

@@ -1,16 +1,27 @@
-"""The corpus representation: TF-IDF over title + abstract in a stable, hashed feature space.
+"""The corpus representation: word + character TF-IDF over title + abstract in a stable, hashed space.
 
 Why hashing: papers arrive every day. A fitted vocabulary (``TfidfVectorizer``) renumbers its columns at
 each refit, which would silently invalidate every stored subscriber vector. A ``HashingVectorizer`` maps
-each unigram and bigram to a fixed column (2**20 of them), so a vector computed today is still comparable
-tomorrow. Only the IDF weights move as the corpus grows; they are recomputed from a plain array of
-document frequencies, so adding papers costs hashing the new ones plus one pass over the stored counts.
-Subscriber models keep their labels (paper ids) and re-derive their vectors whenever the corpus
-``version`` changes (``digest.rank.model``), which is cheap because every paper's row is already hashed.
-Collisions are negligible: the corpora here hold well under 10**6 distinct terms.
+each feature to a fixed column, so a vector computed today is still comparable tomorrow. Only the IDF
+weights move as the corpus grows; they are recomputed from a plain array of document frequencies, so
+adding papers costs hashing the new ones plus one pass over the stored counts. Subscriber models keep
+their labels (paper ids) and re-derive their vectors whenever the corpus ``version`` changes
+(``digest.rank.model``), which is cheap because every paper's row is already hashed. Collisions are
+negligible: the corpora here hold well under 10**6 distinct features per block.
 
-Weighting: sublinear tf (1 + log tf), smoothed IDF, unit-length rows, English stop words removed,
-unigrams + bigrams, so a keyword phrase such as "Information Retrieval" also matches as a phrase.
+Two blocks, side by side (measured on the dev files, README "Ranking model"):
+
+* words: unigrams + bigrams, English stop words removed, so a keyword phrase such as "Information
+  Retrieval" also matches as a phrase — columns ``[0, 2**20)``;
+* characters: 4-grams inside word boundaries (``char_wb``), so "robot", "robots" and "robotic" share most
+  features and short titles still overlap — columns ``[2**20, 2**21)``. On CiteULike (titles only) the
+  pair ranks clearly better than words alone (recall@100 .499 → .535 with the same user model).
+
+Weighting: sublinear tf (1 + log tf); IDF is the BM25 form log(1 + (n − df + .5) / (df + .5)), which
+gives the most common features almost no weight (measured a little better than the smoothed
+log((1 + n) / (1 + df)) + 1); features seen in fewer than ``MIN_DF`` papers get weight 0 (a feature only
+one paper has cannot relate two papers, and at 2**21 columns it is mostly noise or a typo). Each block is
+made unit length, then the row is made unit length, so words and characters weigh the same.
 """
 
 from __future__ import annotations
@@ -22,15 +33,16 @@ from functools import lru_cache
 import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import HashingVectorizer
-from sklearn.preprocessing import normalize
 
-N_FEATURES = 2**20
+BLOCK = 2**20  # columns per block
+N_FEATURES = 2 * BLOCK  # words in [0, BLOCK), character 4-grams in [BLOCK, 2 * BLOCK)
+MIN_DF = (1, 2)  # (words, character 4-grams): see the module docstring
 TOKEN_PATTERN = r"(?u)\b[^\W\d_][\w\-]*\w\b"  # words of 2+ chars starting with a letter (keeps "3d-gan" out)
 
 
 def make_vectorizer() -> HashingVectorizer:
     return HashingVectorizer(
-        n_features=N_FEATURES,
+        n_features=BLOCK,
         ngram_range=(1, 2),
         stop_words="english",
         token_pattern=TOKEN_PATTERN,
@@ -40,7 +52,19 @@ def make_vectorizer() -> HashingVectorizer:
     )
 
 
+def make_char_vectorizer() -> HashingVectorizer:
+    return HashingVectorizer(
+        n_features=BLOCK,
+        analyzer="char_wb",
+        ngram_range=(4, 4),
+        alternate_sign=False,
+        norm=None,
+        dtype=np.float32,
+    )
+
+
 VECTORIZER = make_vectorizer()
+CHAR_VECTORIZER = make_char_vectorizer()
 ANALYZER = VECTORIZER.build_analyzer()
 
 
@@ -49,10 +73,35 @@ def paper_text(title: str, abstract: str | None) -> str:
 
 
 def term_counts(texts: Iterable[str]) -> sp.csr_matrix:
-    """Sublinear term frequencies (1 + log tf) in the hashed space, not yet IDF-weighted."""
-    counts = VECTORIZER.transform(texts).tocsr()
+    """Sublinear term frequencies (1 + log tf) of both blocks in the hashed space, not yet IDF-weighted."""
+    texts = list(texts)
+    words = VECTORIZER.transform(texts).tocsr()
+    chars = char_counts(texts)
+    counts = sp.hstack([words, chars], format="csr", dtype=np.float32)
+    counts.sort_indices()
     counts.data = 1.0 + np.log(counts.data)
     return counts
+
+
+def char_counts(texts: Sequence[str]) -> sp.csr_matrix:
+    """Exactly ``CHAR_VECTORIZER.transform(texts)``, several times faster on abstracts.
+
+    ``char_wb`` n-grams never cross a word boundary, so a text's counts are the sum of its words' counts:
+    each distinct word of the batch is hashed once, and the texts become a (texts x words) count matrix
+    times the (words x features) one.
+    """
+    tokens = [text.lower().split() for text in texts]
+    vocabulary: dict[str, int] = {}
+    columns = [vocabulary.setdefault(w, len(vocabulary)) for words in tokens for w in words]
+    if not vocabulary:
+        return sp.csr_matrix((len(texts), BLOCK), dtype=np.float32)
+    indptr = np.cumsum([0] + [len(words) for words in tokens])
+    per_text = sp.csr_matrix(
+        (np.ones(len(columns), dtype=np.float32), columns, indptr), shape=(len(texts), len(vocabulary))
+    )
+    per_text.sum_duplicates()
+    grams = CHAR_VECTORIZER.transform(list(vocabulary)).tocsr()
+    return (per_text @ grams).tocsr()
 
 
 @lru_cache(maxsize=1024)
@@ -60,6 +109,42 @@ def phrase_pattern(phrase: str) -> re.Pattern[str]:
     """Case-insensitive whole-word/phrase match; any run of spaces or hyphens between the words."""
     words = [re.escape(w) for w in re.split(r"[\s\-]+", phrase.strip()) if w]
     return re.compile(r"(?<!\w)" + r"[\s\-]+".join(words) + r"(?!\w)", re.IGNORECASE)
+
+
+def sparse_dot(rows: sp.csr_matrix, vector: sp.csr_matrix) -> np.ndarray:
+    """``rows @ vector.T`` for a 1 x N row, without transposing anything N-sized (N is 2**21 here)."""
+    if vector.nnz == 0 or rows.nnz == 0:
+        return np.zeros(rows.shape[0], dtype=np.float64)
+    if rows.nnz > 50_000:  # many rows: one scatter into a dense vector, then a plain mat-vec
+        dense = np.zeros(vector.shape[1], dtype=np.float64)
+        dense[vector.indices] = vector.data
+        return np.asarray(rows @ dense).ravel()
+    columns, values = vector.indices, vector.data
+    if not vector.has_sorted_indices:
+        order = np.argsort(columns)
+        columns, values = columns[order], values[order]
+    at = np.searchsorted(columns, rows.indices)
+    at[at == columns.size] = 0
+    hit = columns[at] == rows.indices
+    products = np.where(hit, values[at] * rows.data, 0.0)
+    row_of = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
+    return np.bincount(row_of, weights=products, minlength=rows.shape[0])
+
+
+def normalize_blocks(weighted: sp.csr_matrix) -> sp.csr_matrix:
+    """Each block of each row to unit length, then the row to unit length (in place; returned)."""
+    n_rows = weighted.shape[0]
+    row_of = np.repeat(np.arange(n_rows), np.diff(weighted.indptr))
+    block = (weighted.indices >= BLOCK).astype(np.int64)
+    cell = row_of * 2 + block
+    squares = np.bincount(cell, weights=weighted.data.astype(np.float64) ** 2, minlength=2 * n_rows)
+    norms = np.sqrt(squares).reshape(n_rows, 2)
+    blocks_present = (norms > 0).sum(axis=1)
+    divisor = norms * np.sqrt(np.maximum(blocks_present, 1))[:, None]
+    scale = np.divide(1.0, divisor, where=norms > 0, out=np.zeros_like(norms))
+    weighted.data = (weighted.data * scale.ravel()[cell]).astype(np.float32)
+    weighted.eliminate_zeros()
+    return weighted
 
 
 class Corpus:
@@ -72,6 +157,11 @@ class Corpus:
         self.df = np.zeros(N_FEATURES, dtype=np.int32)
         self.version = 0
         self._matrix: sp.csr_matrix | None = None
+        self._idf: np.ndarray | None = None
+        self._mean: sp.csr_matrix | None = None
+        self._mean_dense: np.ndarray | None = None
+        # Per-version memo for derived values shared by every subscriber (e.g. keyword expansions).
+        self.memo: dict[Hashable, object] = {}
 
     @classmethod
     def from_texts(cls, ids: Sequence[Hashable], texts: Sequence[str]) -> Corpus:
@@ -92,14 +182,21 @@ class Corpus:
             self.index[paper_id] = len(self.ids)
             self.ids.append(paper_id)
         self._counts.append(counts)
-        np.add.at(self.df, counts.indices, 1)
+        self.df += np.bincount(counts.indices, minlength=N_FEATURES).astype(np.int32)
         self.version += 1
-        self._matrix = None
+        self._matrix = self._idf = self._mean = self._mean_dense = None
+        self.memo = {}
 
     @property
     def idf(self) -> np.ndarray:
-        n = len(self.ids)
-        return (np.log((1.0 + n) / (1.0 + self.df)) + 1.0).astype(np.float32)
+        """BM25 IDF per column; 0 for features seen in fewer than ``MIN_DF`` papers."""
+        if self._idf is None:
+            n = len(self.ids)
+            idf = np.log1p((n - self.df + 0.5) / (self.df + 0.5)).astype(np.float32)
+            idf[:BLOCK][self.df[:BLOCK] < MIN_DF[0]] = 0.0
+            idf[BLOCK:][self.df[BLOCK:] < MIN_DF[1]] = 0.0
+            self._idf = idf
+        return self._idf
 
     @property
     def matrix(self) -> sp.csr_matrix:
@@ -111,6 +208,24 @@ class Corpus:
             self._matrix = self._weigh(counts)
         return self._matrix
 
+    @property
+    def mean(self) -> sp.csr_matrix:
+        """The unit-length mean row: the direction every paper shares ("a paper"), not any topic."""
+        if self._mean is None:
+            matrix = self.matrix
+            sums = np.asarray(matrix.sum(axis=0)).ravel()
+            norm = float(np.linalg.norm(sums))
+            columns = np.flatnonzero(sums)
+            values = (sums[columns] / norm if norm else sums[columns]).astype(np.float32)
+            self._mean = sp.csr_matrix((values, columns, [0, columns.size]), shape=(1, N_FEATURES))
+        return self._mean
+
+    def generality(self, rows: sp.csr_matrix) -> np.ndarray:
+        """Cosine of each row to ``mean``: how much a paper looks like any paper rather than a topic."""
+        if self._mean_dense is None:
+            self._mean_dense = np.asarray(self.mean.toarray()).ravel()
+        return np.asarray(rows @ self._mean_dense).ravel()
+
     def encode(self, texts: Sequence[str]) -> sp.csr_matrix:
         """Texts that are not (necessarily) papers, e.g. keyword phrases, weighted like the corpus."""
         return self._weigh(term_counts(texts))
@@ -121,5 +236,5 @@ class Corpus:
 
     def _weigh(self, counts: sp.csr_matrix) -> sp.csr_matrix:
         weighted = counts.copy()
-        weighted.data *= self.idf[weighted.indices]
-        return normalize(weighted, norm="l2", copy=False)
+        weighted.data = weighted.data * self.idf[weighted.indices]
+        return normalize_blocks(weighted)
