@@ -2,9 +2,11 @@
 
 The contract is ``../shared/eval/README.md``. Both protocols run the production classes in memory:
 ``Corpus`` for the TF-IDF space, ``Profile.rate`` for every 👍/👎 (the same call ``record_feedback``
-makes after storing a click) and ``Profile.score`` + ``Profile.evidence`` + ``diverse_top`` for picking,
-with the default ``DIGEST_MIN_SCORE`` (0: no floor), exactly as ``pick_digest`` calls them. ``relevant``
-is read only to compute metrics, and in the replay to play the user's ratings of papers that were shown.
+makes after storing a click; the model is then brought up to date by ``Profile.parts`` before the next
+scoring, as ``record_feedback`` does at once) and ``Profile.score`` + ``Profile.evidence`` +
+``diverse_top`` for picking, with the default ``DIGEST_MIN_SCORE`` (0: no floor), exactly as
+``pick_digest`` calls them. ``relevant`` is read only to compute metrics, and in the replay to play the
+user's ratings of papers that were shown.
 """
 
 from __future__ import annotations

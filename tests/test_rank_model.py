@@ -111,3 +111,68 @@ def test_explanation_names_related_terms_when_the_keyword_is_absent(corpus: Corp
     why = Profile(["Sound"]).explain(corpus, 2, TEXTS[2], lambda i: PAPERS[i][0])
     assert why.startswith("related to your keywords (Sound) through:")
     assert "audio" in why
+
+
+def _weights_close(a: Profile, b: Profile, corpus: Corpus) -> bool:
+    return np.allclose(a.weights(corpus).toarray(), b.weights(corpus).toarray(), atol=1e-6)
+
+
+def test_a_rating_after_derivation_updates_the_model_like_a_fresh_derivation(corpus: Corpus) -> None:
+    labels = {i: (1 if i in (7, 8, 3) else -1) for i in range(model.CLASSIFIER_MIN_RATINGS)}
+    profile = Profile(["robot"], labels)
+    derived = profile.parts(corpus)
+    profile.rate(11, 1)  # a new paper: its row is appended to the rated rows
+    profile.rate(9, 1)  # a changed rating: only its label moves
+    profile.rate(8, 1)  # unchanged: nothing to do
+    assert profile.parts(corpus) is not derived
+    assert profile._rated is not None and profile._rated.ids[-1] == 11
+    fresh = Profile(["robot"], profile.labels)
+    assert _weights_close(profile, fresh, corpus)
+    assert np.allclose(profile.score(corpus, corpus.matrix), fresh.score(corpus, corpus.matrix), atol=1e-6)
+    assert list(profile.parts(corpus).liked_rows) == list(fresh.parts(corpus).liked_rows)
+
+
+def test_an_update_before_a_classifier_exists_matches_a_fresh_derivation(corpus: Corpus) -> None:
+    profile = Profile(["Sound"])
+    profile.parts(corpus)  # keywords only: the rated columns are the keyword vector's
+    for paper in (0, 2, 9):
+        profile.rate(paper, 1 if paper != 9 else -1)
+        profile.parts(corpus)
+    assert _weights_close(profile, Profile(["Sound"], profile.labels), corpus)
+
+
+def test_a_new_corpus_version_derives_the_model_again(corpus: Corpus) -> None:
+    profile = Profile(["robot"], {7: 1})
+    first = profile.parts(corpus)
+    corpus.extend(["new"], ["Robots that learn to grasp"])
+    assert profile.parts(corpus) is not first
+    assert _weights_close(profile, Profile(["robot"], {7: 1}), corpus)
+
+
+def test_a_copy_rates_without_touching_the_original(corpus: Corpus) -> None:
+    original = Profile(["robot"], {7: 1})
+    parts = original.parts(corpus)
+    twin = original.copy()
+    twin.rate(9, -1)
+    assert twin.parts(corpus).prior == 0
+    assert original.labels == {7: 1} and original.parts(corpus) is parts and parts.prior > 0
+
+
+def test_the_classifier_is_scikit_learns_logistic_regression() -> None:
+    """The click path calls liblinear without LogisticRegression's input checks: same coefficients."""
+    import scipy.sparse as sp
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    features = sp.random(60, 500, density=0.05, format="csr", random_state=1, dtype=np.float32)
+    liked = rng.random(60) < 0.4
+    reference = LogisticRegression(
+        C=model.CLASSIFIER_C,
+        class_weight="balanced",
+        solver="liblinear",
+        dual=True,
+        tol=model.CLASSIFIER_TOL,
+        random_state=0,
+    ).fit(features.astype(np.float64), np.where(liked, 1.0, -1.0))
+    coef = model._classifier(features, liked, ~liked)
+    assert np.allclose(coef, reference.coef_.ravel(), rtol=1e-6, atol=1e-9) and np.abs(coef).sum() > 0

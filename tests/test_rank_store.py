@@ -37,6 +37,33 @@ def test_feedback_is_stored_and_the_model_updated_at_once(db: Database) -> None:
         assert [(r.value, r.source) for r in rows] == [(-1, "web"), (1, "slack")]
 
 
+def test_feedback_leaves_the_model_ready_to_score(db: Database) -> None:
+    with db.session() as session:
+        subscriber, ids = _seed(session)
+        record_feedback(session, subscriber, ids[7], 1, "web")
+        corpus = corpus_for(session)
+        profile = load_profile(session, subscriber)
+        assert profile._parts is not None and profile._rated is not None  # derived by the click itself
+        assert profile._rated.key == (id(corpus), corpus.version) and not profile._changed
+        parts = profile.parts(corpus)
+        assert list(parts.liked_rows) == [corpus.index[ids[7]]]
+        record_feedback(session, subscriber, ids[8], 1, "web", update=False)
+        stored = load_profile(session, subscriber)
+        assert stored.labels == {ids[7]: 1, ids[8]: 1} and stored._changed == [ids[8]]
+
+
+def test_a_model_written_elsewhere_is_not_served_from_the_cache(db: Database) -> None:
+    with db.session() as session:
+        subscriber, ids = _seed(session)
+        record_feedback(session, subscriber, ids[7], 1, "web")
+        subscriber_id = subscriber.id
+    with db.session() as session:  # another process, or a rolled-back vote: the stored state differs
+        stored = session.get(SubscriberModel, subscriber_id)
+        stored.state = Profile(["robot"], {ids[9]: -1}).to_state()
+    with db.session() as session:
+        assert load_profile(session, session.get(Subscriber, subscriber_id)).labels == {ids[9]: -1}
+
+
 def test_the_model_survives_a_restart(db: Database, settings: Settings) -> None:
     with db.session() as session:
         subscriber, ids = _seed(session)
