@@ -62,7 +62,10 @@ def load_profile(session: Session, subscriber: Subscriber) -> Profile:
     The profile may be shared with other callers of this process (its derived parts are cached): read
     it, or ``copy()`` it before rating.
     """
-    stored = session.get(SubscriberModel, subscriber.id)
+    return _load(session, subscriber, session.get(SubscriberModel, subscriber.id))
+
+
+def _load(session: Session, subscriber: Subscriber, stored: SubscriberModel | None) -> Profile:
     key = (_url(session), subscriber.id)
     profile = None
     if stored is not None:
@@ -93,8 +96,11 @@ def _remember(key: tuple[str, int], state: bytes, profile: Profile) -> None:
 
 
 def save_profile(session: Session, subscriber: Subscriber, profile: Profile) -> None:
+    _save(session, subscriber, profile, session.get(SubscriberModel, subscriber.id))
+
+
+def _save(session: Session, subscriber: Subscriber, profile: Profile, stored: SubscriberModel | None) -> None:
     state = profile.to_state()
-    stored = session.get(SubscriberModel, subscriber.id)
     if stored is None:
         session.add(SubscriberModel(subscriber_id=subscriber.id, version=1, state=state))
     else:
@@ -127,7 +133,8 @@ def record_feedback(
         raise ValueError(f"value: must be +1 or -1, got {value!r}")
     if session.get(Paper, paper_id) is None:
         raise LookupError(f"paper_id: no paper with id {paper_id}")
-    profile = load_profile(session, subscriber).copy()
+    stored = session.get(SubscriberModel, subscriber.id)  # looked up once, for reading and for saving
+    profile = _load(session, subscriber, stored).copy()
     feedback = Feedback(subscriber_id=subscriber.id, paper_id=paper_id, value=value, source=source)
     session.add(feedback)
     profile.rate(paper_id, value)
@@ -136,6 +143,6 @@ def record_feedback(
         # again) by the next ``pick_digest``, and this saves the papers-table query on every click.
         corpus = _CORPORA.get(_url(session))
         profile.parts(corpus if corpus is not None and paper_id in corpus.index else corpus_for(session))
-    save_profile(session, subscriber, profile)
+    _save(session, subscriber, profile, stored)
     session.flush()
     return feedback

@@ -56,7 +56,8 @@ _PAGE = select(Subscriber.id, Paper, _LATEST_VOTE).join(Paper, true()).where(*_B
 # reads the model in a statement of its own, which sees the model the previous vote committed (a row
 # joined into the locking statement would come from that statement's older snapshot). On SQLite the
 # transaction already holds the write lock (BEGIN IMMEDIATE), so the stored model comes along in the
-# same round trip and record_feedback finds it in the session's identity map without a query.
+# same round trip and record_feedback finds it in the session's identity map without a query (the
+# identity map holds rows weakly; the result row keeps it alive until the vote is stored).
 _VOTE_LOCKING = select(Subscriber, Paper).join(Paper, true()).where(*_BOTH).with_for_update(of=Subscriber)
 _VOTE_WITH_MODEL = (
     select(Subscriber, Paper, SubscriberModel)
@@ -94,15 +95,11 @@ def record_vote(site: Site, link: Token, source: str, *, wait: bool = True) -> P
         if row is None:
             _not_found(session, link)
         subscriber, paper = row[0], row[1]
-        # Held until the vote is stored: the session's identity map keeps only weak references to
-        # unchanged rows, and record_feedback looks the model up twice (to load and to save it).
-        model = row[2] if site.db.embedded else session.get(SubscriberModel, subscriber.id)
         # The stored model (keywords + latest rating per paper) changes in this transaction, so every
         # later digest scores with the vote. Its derived weights are brought up to date where they are
         # next used (incrementally, ~8 ms), not here: doing it inline cost votes 0.58x the throughput
         # (490 -> 286 req/s, p99 56 -> 83 ms on SQLite; benchmarks/bench_feedback.py, same run).
         record_feedback(session, subscriber, paper.id, VOTE_VALUES[link.action], source, update=False)
-        del model
         return paper
 
 
