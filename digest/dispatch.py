@@ -111,14 +111,14 @@ class Dispatcher:
         self.db, self.settings, self.clock, self.lease = db, settings, clock, lease
         self.stop = stop or threading.Event()
         self.queue = queue  # with Celery workers (``digest.workers``), claims are sent by them
-        self._queue: list[Due] = []
+        self._batch: list[Due] = []
         self._handled: set[int] = set()
         self._transports = Transports(settings)
 
     def run(self) -> DispatchReport:
         """Send everything due now (the periodic job). Stops early, between two sends, on ``stop``."""
         report = DispatchReport()
-        self._queue.clear()
+        self._batch.clear()
         self._handled.clear()
         try:
             while not self.stop.is_set() and self.handle_one(report):
@@ -144,14 +144,14 @@ class Dispatcher:
         return True
 
     def _next_due(self, now: dt.datetime) -> Due | None:
-        if not self._queue:
+        if not self._batch:
             # A row is handled at most once per run: if it is due again at once (a retry pulled
             # forward to the past), it waits for the next run instead of spinning this one.
-            self._queue = [due for due in self.find_due(now) if due.id not in self._handled]
+            self._batch = [due for due in self.find_due(now) if due.id not in self._handled]
             # Two processes reading the same candidates in the same order would collide on every
             # claim; shuffling the small batch spreads them out (a lost claim is harmless, only slower).
-            random.shuffle(self._queue)
-        return self._queue.pop() if self._queue else None
+            random.shuffle(self._batch)
+        return self._batch.pop() if self._batch else None
 
     def find_due(self, now: dt.datetime, limit: int = BATCH) -> list[Due]:
         query = (

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
@@ -39,6 +39,9 @@ from sqlalchemy import select
 from digest.config import Settings
 from digest.db import Database
 from digest.models import DigestFile, Subscriber, utcnow
+
+if TYPE_CHECKING:
+    from digest.workers import CeleryQueue
 
 log = logging.getLogger(__name__)
 UTC = dt.UTC
@@ -265,7 +268,7 @@ def maintenance(db: Database, settings: Settings, *, now: dt.datetime | None = N
         log.info("maintenance: %d scheduled, %d unconfirmed sign-ups erased", scheduled, purged)
 
 
-def _queue(settings: Settings) -> Any:
+def _queue(settings: Settings) -> CeleryQueue | None:
     """With a broker configured, due digests go to Celery workers (``digest worker``) instead."""
     if not settings.celery_broker_url:
         return None

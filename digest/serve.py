@@ -14,7 +14,6 @@ import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
-from urllib.parse import urlsplit
 
 import uvicorn
 
@@ -63,7 +62,7 @@ def describe(settings: Settings, host: str, port: int, scheduler: bool) -> list[
         f"links:    {settings.base_url}  (DIGEST_BASE_URL: the address subscribers' links point at)",
         f"inbox:    {settings.inbox.resolve()}  (drop digest files here; write elsewhere, then rename in)",
         f"mail:     {mail}",
-        f"database: {_database_label(settings)}",
+        f"database: {_without_password(settings.db_url)}",
     ]
     if settings.celery_broker_url:
         broker = _without_password(settings.celery_broker_url)
@@ -74,16 +73,10 @@ def describe(settings: Settings, host: str, port: int, scheduler: bool) -> list[
 
 
 def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")).geturl()
-
-
-def _database_label(settings: Settings) -> str:
+    """A database or broker URL fit for the banner (SQLAlchemy's URL parser reads both kinds)."""
     from sqlalchemy.engine import make_url
 
-    return make_url(settings.db_url).render_as_string(hide_password=True)
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def serve(

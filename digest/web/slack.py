@@ -27,7 +27,7 @@ from digest.web.site import NotFound, Site, site_of
 
 log = logging.getLogger(__name__)
 router = APIRouter()
-VOTE = {"up": (1, "👍"), "down": (-1, "👎")}
+VOTE_EMOJI = {"up": "👍", "down": "👎"}
 RESPONSE_URL_TIMEOUT = 10.0
 FORM_BODY = {
     "requestBody": {
@@ -118,7 +118,7 @@ def _updated_message(
     """The original message with the clicked row marked, so the channel sees the vote took effect."""
     message = payload.get("message") if isinstance(payload.get("message"), dict) else {}
     blocks = copy.deepcopy(message.get("blocks")) if isinstance(message.get("blocks"), list) else None
-    note = f"{VOTE[vote][1]} Vote recorded. Thanks! Tap the other button to change it."
+    note = f"{VOTE_EMOJI[vote]} Vote recorded. Thanks! Tap the other button to change it."
     if not blocks:
         return _ephemeral(note)
     block_id = action.get("block_id")
