@@ -85,10 +85,11 @@ def feedback_latency(papers_path: Path, events: int) -> dict:
         settings = load_settings(data_dir=Path(tmp), secret_key="bench-secret-key-0123456789")
         db = Database(settings, migrate=True)
         with db.session() as session:
-            now = dt.datetime(2025, 5, 12)
+            # Each paper first seen on its listing date, so the older ones are the classifiers' background.
+            now = dt.datetime.fromisoformat(max(p["date"] for p in papers)) + dt.timedelta(hours=12)
             session.add_all(
                 Paper(key=f"title:{p['id']}", title_key=p["id"], title=p["title"], abstract=p.get("abstract"),
-                      first_seen_at=now)
+                      first_seen_at=dt.datetime.fromisoformat(p["date"]))
                 for p in papers
             )  # fmt: skip
             store_only, updated = (

@@ -82,8 +82,13 @@ def eval_rank(papers_path: Path, cases_path: Path, out: Path, k: int = 100) -> d
     """Rank every candidate paper for every case; write the top ``k``; return mean recall@20/50/100."""
     papers = read_jsonl(papers_path, {"id": str, "title": str})
     cases = read_jsonl(cases_path, {"user": str, "keywords": list, "liked": list, "disliked": list})
-    corpus = Corpus.from_texts([p["id"] for p in papers], [_text(p) for p in papers])
+    # The candidates are the new papers of a digest: first seen a day after the rest (the background).
+    corpus = Corpus(background_age=1)
     candidate_ids = [p["id"] for p in papers if p.get("split") == "candidate"]
+    fresh = set(candidate_ids)
+    corpus.extend(
+        [p["id"] for p in papers], [_text(p) for p in papers], [float(p["id"] in fresh) for p in papers]
+    )
     candidates = corpus.matrix[corpus.rows(candidate_ids)]
     recalls: dict[int, list[float]] = {cut: [] for cut in RECALL_CUTS}
     with _writer(out) as handle:
@@ -137,11 +142,11 @@ def eval_replay(papers_path: Path, users_path: Path, out: Path, k: int = 10) -> 
     users = read_jsonl(users_path, {"user": str, "keywords": list, "relevant": list})
     days = sorted({p["date"] for p in papers})
     players = [ReplayUser(u["user"], Profile(u["keywords"]), set(u["relevant"])) for u in users]
-    corpus = Corpus()
+    corpus = Corpus(background_age=1)  # each day's papers are the candidates; earlier days the background
     with _writer(out) as handle:
         for index, day in enumerate(days):
             todays = [p for p in papers if p["date"] == day]
-            corpus.extend([p["id"] for p in todays], [_text(p) for p in todays])
+            corpus.extend([p["id"] for p in todays], [_text(p) for p in todays], float(index))
             for player in players:
                 shown = _replay_day(corpus, player, [p["id"] for p in todays], k, index)
                 _write(handle, {"user": player.name, "date": day, "shown": shown})

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from rank_papers import PAPERS
 
+from digest.rank import corpus as corpus_module
 from digest.rank.corpus import BLOCK, Corpus, phrase_pattern, sparse_dot
 
 
@@ -76,3 +78,32 @@ def test_phrase_pattern_matches_whole_words_case_insensitively() -> None:
     assert pattern.search("speech-synthesis")
     assert not pattern.search("speech synthesiser")
     assert not phrase_pattern("GAN").search("organ transplants")
+
+
+def test_background_is_a_fixed_sample_of_papers_older_than_the_background_age(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(corpus_module, "BACKGROUND_PAPERS", 3)
+    texts = [f"{t}\n{a}" for t, a in PAPERS]
+    corpus = Corpus(background_age=2.0)
+    corpus.extend(list(range(6)), texts[:6], [0.0, 0.0, 1.0, 1.0, 1.5, 1.5])
+    assert corpus.background().tolist() == []  # nothing is 2 days older than the newest paper yet
+    corpus.extend(list(range(6, len(texts))), texts[6:], 3.0)
+    sample = corpus.background().tolist()
+    assert len(sample) == 3 and set(sample) <= {0, 1, 2, 3} and len(set(sample)) == 3
+    assert (
+        Corpus.from_texts(list(range(len(texts))), texts, [0.0] * 6 + [10.0] * (len(texts) - 6))
+        .background()
+        .size
+        == 3
+    )
+    version = corpus.version
+    corpus.set_background_age(5.0)
+    assert corpus.version == version + 1 and corpus.background().tolist() == []
+
+
+def test_papers_added_without_a_time_are_seen_now() -> None:
+    import time
+
+    corpus = Corpus.from_texts([1], ["A paper about robots"])
+    assert abs(corpus.seen[0] - time.time() / corpus_module.DAY) < 1.0

@@ -159,20 +159,49 @@ def test_a_copy_rates_without_touching_the_original(corpus: Corpus) -> None:
 
 
 def test_the_classifier_is_scikit_learns_logistic_regression() -> None:
-    """The click path calls liblinear without LogisticRegression's input checks: same coefficients."""
+    """The click path calls liblinear without LogisticRegression's input checks: same coefficients, with
+    👍/👎 balanced and each background row weighing ``BACKGROUND_WEIGHT`` of a 👎."""
     import scipy.sparse as sp
     from sklearn.linear_model import LogisticRegression
 
     rng = np.random.default_rng(0)
     features = sp.random(60, 500, density=0.05, format="csr", random_state=1, dtype=np.float32)
+    background = sp.random(40, 500, density=0.05, format="csr", random_state=2, dtype=np.float32)
     liked = rng.random(60) < 0.4
+    n_liked, n_disliked = int(liked.sum()), int((~liked).sum())
+    weights = np.concatenate(
+        [
+            np.where(liked, 60 / (2 * n_liked), 60 / (2 * n_disliked)),
+            np.full(40, model.BACKGROUND_WEIGHT * 60 / (2 * n_disliked)),
+        ]
+    )
     reference = LogisticRegression(
-        C=model.CLASSIFIER_C,
-        class_weight="balanced",
-        solver="liblinear",
-        dual=True,
-        tol=model.CLASSIFIER_TOL,
-        random_state=0,
-    ).fit(features.astype(np.float64), np.where(liked, 1.0, -1.0))
-    coef = model._classifier(features, liked, ~liked)
+        C=model.CLASSIFIER_C, solver="liblinear", dual=True, tol=model.CLASSIFIER_TOL, random_state=0
+    ).fit(
+        sp.vstack([features, background]).astype(np.float64),
+        np.concatenate([np.where(liked, 1.0, -1.0), -np.ones(40)]),
+        sample_weight=weights,
+    )
+    coef = model._classifier(features, liked, ~liked, background)
     assert np.allclose(coef, reference.coef_.ravel(), rtol=1e-6, atol=1e-9) and np.abs(coef).sum() > 0
+
+
+def test_background_papers_teach_the_classifier_which_liked_terms_every_paper_has() -> None:
+    """👍 and 👎 both come from shown papers; old unrated papers say that "learning" is no reason to like."""
+    old = [f"Learning {topic} with deep learning models" for topic in ("graphs", "vision", "text", "speech")]
+    liked = [f"Robot grasping learning {n}" for n in range(6)]
+    disliked = [f"Cryptographic protocol audit {n}" for n in range(6)]
+    texts = old * 10 + liked + disliked
+    ids = list(range(len(texts)))
+    seen = [0.0] * 40 + [10.0] * 12
+    labels = {40 + i: 1 for i in range(6)} | {46 + i: -1 for i in range(6)}
+
+    def weight_of(word: str, corpus: Corpus) -> float:
+        return float(Profile([], labels).parts(corpus).classifier[0, model.term_columns([word])[0]])
+
+    with_background = Corpus.from_texts(ids, texts, seen)
+    assert sorted(with_background.background().tolist()) == list(range(40))
+    without = Corpus.from_texts(ids, texts, 10.0)  # everything new: no background
+    assert without.background().size == 0
+    assert weight_of("learning", with_background) < weight_of("learning", without)
+    assert weight_of("grasping", with_background) > 0

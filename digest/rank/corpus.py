@@ -22,11 +22,17 @@ gives the most common features almost no weight (measured a little better than t
 log((1 + n) / (1 + df)) + 1); features seen in fewer than ``MIN_DF`` papers get weight 0 (a feature only
 one paper has cannot relate two papers, and at 2**21 columns it is mostly noise or a typo). Each block is
 made unit length, then the row is made unit length, so words and characters weigh the same.
+
+Background papers: the corpus also remembers when it first saw each paper (in days). Papers first seen at
+least ``background_age`` days before the newest one are no longer anybody's candidates; a fixed sample of
+them (``background``) is what a subscriber's classifier may use as weak negatives (``digest.rank.model``).
+The newest papers are never in it, so no candidate is held down for being in the sample.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Hashable, Iterable, Sequence
 from functools import lru_cache
 
@@ -37,6 +43,9 @@ from sklearn.feature_extraction.text import HashingVectorizer
 BLOCK = 2**20  # columns per block
 N_FEATURES = 2 * BLOCK  # words in [0, BLOCK), character 4-grams in [BLOCK, 2 * BLOCK)
 MIN_DF = (1, 2)  # (words, character 4-grams): see the module docstring
+BACKGROUND_PAPERS = 500  # size of the shared background sample (``Corpus.background``, ``model._Rated``)
+BACKGROUND_SEED = 0
+DAY = 86_400.0
 TOKEN_PATTERN = r"(?u)\b[^\W\d_][\w\-]*\w\b"  # words of 2+ chars starting with a letter (keeps "3d-gan" out)
 
 
@@ -150,8 +159,10 @@ def normalize_blocks(weighted: sp.csr_matrix) -> sp.csr_matrix:
 class Corpus:
     """All known papers as unit-length TF-IDF rows; ``extend`` adds papers without refitting anything."""
 
-    def __init__(self) -> None:
+    def __init__(self, background_age: float = 7.0) -> None:
         self.ids: list[Hashable] = []
+        self.seen = np.zeros(0, dtype=np.float64)  # first seen, in days, per row
+        self.background_age = background_age
         self.index: dict[Hashable, int] = {}
         self._counts: list[sp.csr_matrix] = []
         self.df = np.zeros(N_FEATURES, dtype=np.int32)
@@ -164,21 +175,33 @@ class Corpus:
         self.memo: dict[Hashable, object] = {}
 
     @classmethod
-    def from_texts(cls, ids: Sequence[Hashable], texts: Sequence[str]) -> Corpus:
+    def from_texts(
+        cls, ids: Sequence[Hashable], texts: Sequence[str], seen: Sequence[float] | float | None = None
+    ) -> Corpus:
         corpus = cls()
-        corpus.extend(ids, texts)
+        corpus.extend(ids, texts, seen)
         return corpus
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def extend(self, ids: Sequence[Hashable], texts: Sequence[str]) -> None:
-        """Add papers (ids already present are skipped); IDF and rows are recomputed lazily."""
-        fresh = [(i, t) for i, t in zip(ids, texts, strict=True) if i not in self.index]
+    def extend(
+        self, ids: Sequence[Hashable], texts: Sequence[str], seen: Sequence[float] | float | None = None
+    ) -> None:
+        """Add papers (ids already present are skipped); IDF and rows are recomputed lazily.
+
+        ``seen``: when each paper (or the whole batch) was first seen, in days on any fixed scale; now if
+        omitted.
+        """
+        when = np.broadcast_to(
+            np.asarray(time.time() / DAY if seen is None else seen, dtype=np.float64), len(ids)
+        )
+        fresh = [(i, t, w) for i, t, w in zip(ids, texts, when, strict=True) if i not in self.index]
         if not fresh:
             return
-        counts = term_counts([t for _, t in fresh])
-        for paper_id, _ in fresh:
+        self.seen = np.concatenate([self.seen, [w for _, _, w in fresh]])
+        counts = term_counts([t for _, t, _ in fresh])
+        for paper_id, _, _ in fresh:
             self.index[paper_id] = len(self.ids)
             self.ids.append(paper_id)
         self._counts.append(counts)
@@ -186,6 +209,28 @@ class Corpus:
         self.version += 1
         self._matrix = self._idf = self._mean = self._mean_dense = None
         self.memo = {}
+
+    def set_background_age(self, days: float) -> None:
+        """Papers this many days older than the newest are background; a change derives models again."""
+        if days != self.background_age:
+            self.background_age = days
+            self.version += 1
+            self.memo = {}
+
+    def background(self) -> np.ndarray:
+        """Rows of a fixed sample of at most ``BACKGROUND_PAPERS`` papers first seen ``background_age`` days
+        or more before the newest paper, in random order (so any prefix is a sample too); the same for every
+        subscriber until the corpus changes."""
+        key = ("background",)
+        if key not in self.memo:
+            old = (
+                np.flatnonzero(self.seen <= self.seen.max() - self.background_age) if len(self) else self.seen
+            )
+            size = min(old.size, BACKGROUND_PAPERS)  # seeded: the same corpus always gives the same sample
+            self.memo[key] = (
+                np.random.default_rng(BACKGROUND_SEED).choice(old, size, replace=False).astype(np.int64)
+            )
+        return self.memo[key]  # type: ignore[return-value]
 
     @property
     def idf(self) -> np.ndarray:

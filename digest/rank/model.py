@@ -9,7 +9,8 @@ is always expressed under the current IDF and survives a restart as plain JSON. 
     w = KEYWORD · expand(keywords)
         + LIKED · unit(mean(👍 rows) ** LIKED_POWER)
         − DISLIKED · unit(mean(👎 rows))
-        + CLASSIFIER · unit(logistic regression 👍 vs 👎)      (≥ CLASSIFIER_MIN_RATINGS, both kinds)
+        + CLASSIFIER · unit(logistic regression 👍 vs 👎 + background as weak 👎)
+                                                   (≥ CLASSIFIER_MIN_RATINGS ratings, both kinds)
 
 Why each part (all measured on the dev files; README "Ranking model" has the table):
 
@@ -29,17 +30,25 @@ Why each part (all measured on the dev files; README "Ranking model" has the tab
   simply not have been seen), unlike arxiv-sanity-lite's SVM (which ranks below this model on both files).
 * The classifier (Scholar Inbox style) separates what this subscriber liked from what they rejected among
   the papers they were actually shown, which the centroids cannot do when both sides share a topic. It is
-  fitted on the rated rows only, over just the columns those rows use (milliseconds for hundreds of
-  ratings; liblinear's dual form, as there are far fewer ratings than columns), with balanced class
-  weights, and its coefficients are one more sparse direction in w (replay hit@10 ≈ .60 → .65).
+  fitted on the rated rows, over just the columns those rows use (liblinear's dual form, as there are far
+  fewer rows than columns), 👍 and 👎 weighing half each, and its coefficients are one more sparse
+  direction in w (replay hit@10 ≈ .60 → .65).
   ``CLASSIFIER_TOL`` is 0.1 rather than liblinear's 1e-4: five passes instead of fourteen, coefficients
   at cosine > 0.99999 to the tight fit, and the same replay figures.
+* Background papers join the classifier as weak 👎 (``BACKGROUND_WEIGHT`` of a 👎 each): every rated paper
+  was shown because the model already ranked it high, so on the ratings alone a term that every paper
+  has, but that the 👍 happen to share, looks like a reason to like. A fixed sample of older papers
+  (``Corpus.background``: never a current candidate) says otherwise. They fill the training set up to
+  ``BACKGROUND_PAPERS`` rows, each rating taking one's place, so they count for less as ratings
+  accumulate and a click never fits more rows than that (replay hit@10 .650 → .666, and .618 → .648 on a
+  second set of 20 simulated subscribers; README "Ranking model").
 
 Updating at once (``Profile.parts``, ``_Rated``): the derived model keeps the rated rows in a compact column
 space (only the columns the keyword vector and the rated papers use, a few tens of thousands of the 2**21).
 A 👍/👎 after the model was derived appends that paper's row (its new columns inserted, no sort of the
-stored rows), sums both centroids in one ``bincount`` and refits the classifier on the rated rows: about
-10 ms end to end with 300 ratings, where re-deriving everything used to take about 25 (README, "Ranking
+stored rows), sums both centroids in one ``bincount`` and refits the classifier on the rated rows and
+the background (projected on the same columns from a slice shared per corpus version): about 28 ms end
+to end with 300 ratings on a slow 2-core machine, 15 ms without the background (README, "Ranking
 model"). A new corpus version (new papers, hence a new IDF) or new keywords derive everything again.
 """
 
@@ -61,7 +70,15 @@ try:
 except ImportError:  # pragma: no cover - private in scikit-learn; the public class is used instead
     _fit_liblinear = None
 
-from digest.rank.corpus import ANALYZER, BLOCK, N_FEATURES, Corpus, phrase_pattern, sparse_dot
+from digest.rank.corpus import (
+    ANALYZER,
+    BACKGROUND_PAPERS,
+    BLOCK,
+    N_FEATURES,
+    Corpus,
+    phrase_pattern,
+    sparse_dot,
+)
 
 STATE_FORMAT = 1
 # Chosen by measurement on the dev replay and CiteULike files (README, "Ranking model").
@@ -71,10 +88,11 @@ LIKED_WEIGHT = 1.0
 LIKED_POWER = 0.7
 DISLIKED_WEIGHT = 1.0
 PRIOR_WEIGHT = 0.75  # the corpus mean, subtracted while there is no 👎 yet
-CLASSIFIER_WEIGHT = 2.0
+CLASSIFIER_WEIGHT = 3.0
 CLASSIFIER_MIN_RATINGS = 10
 CLASSIFIER_C = 1.0
 CLASSIFIER_TOL = 0.1
+BACKGROUND_WEIGHT = 0.5  # a background paper's weight in the classifier, as a fraction of a 👎's
 EXPANSION_DOCS = 10
 EXPANSION_WEIGHT = 0.5
 EXPANSION_RELATIVE = 0.5  # expansion papers must score at least this fraction of the best match
@@ -256,7 +274,7 @@ class _Rated:
         rows = np.concatenate([rows, new_rows])
         return _Rated(self.key, tuple(ids + fresh), rows, values, columns, matrix, keywords)
 
-    def parts(self) -> Parts:
+    def parts(self, corpus: Corpus) -> Parts:
         liked, disliked = self.labels > 0, self.labels < 0
         size, matrix = self.columns.size, self.matrix
         # Both centroids in one pass: a 👎 row's entries are counted in a second copy of the columns.
@@ -264,7 +282,9 @@ class _Rated:
         sums = np.bincount(matrix.indices + side, matrix.data, minlength=2 * size)
         liked_dense = _unit_dense(np.power(sums[:size] / max(int(liked.sum()), 1), LIKED_POWER))
         disliked_dense = _unit_dense(sums[size:] / max(int(disliked.sum()), 1))
-        classifier = _unit_dense(_classifier(self.matrix, liked, disliked))
+        trained = _trains_classifier(liked, disliked)
+        background = self._background(corpus) if trained else None
+        classifier = _unit_dense(_classifier(self.matrix, liked, disliked, background))
         return Parts(
             self.columns,
             self.keywords,
@@ -274,6 +294,38 @@ class _Rated:
             self.rows[liked],
             int(disliked.sum()),
         )
+
+    def _background(self, corpus: Corpus) -> sp.csr_matrix:
+        """Background papers this subscriber did not rate, over ``columns`` only: the classifier's weights
+        live on the rated papers' terms, the background only tells it which of those terms any paper has.
+
+        They fill the training set up to ``BACKGROUND_PAPERS`` rows: each rating takes the place of one,
+        so the background counts for less as real 👎 accumulate, and a click never fits more rows than a
+        subscriber with ``BACKGROUND_PAPERS`` ratings would (the click stays within its cost goal).
+        """
+        rows, full = background_matrix(corpus)
+        unrated = np.flatnonzero(~np.isin(rows, self.rows))[: max(BACKGROUND_PAPERS - self.rows.size, 0)]
+        if unrated.size < rows.size:
+            full = full[unrated]
+        # Column -> 1-based position in ``columns`` (0: not one of them); np.zeros is lazily zeroed memory.
+        position = np.zeros(N_FEATURES, dtype=np.int32)
+        position[self.columns] = np.arange(1, self.columns.size + 1, dtype=np.int32)
+        local = position[full.indices]
+        keep = local > 0
+        row_of = np.repeat(np.arange(full.shape[0]), np.diff(full.indptr))
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(row_of[keep], minlength=full.shape[0]))])
+        return sp.csr_matrix(
+            (full.data[keep], local[keep] - 1, indptr), shape=(full.shape[0], self.columns.size)
+        )
+
+
+def background_matrix(corpus: Corpus) -> tuple[np.ndarray, sp.csr_matrix]:
+    """``corpus.background()`` and its rows, sliced once per corpus version for every subscriber."""
+    key = ("background matrix",)
+    if key not in corpus.memo:
+        rows = corpus.background()
+        corpus.memo[key] = (rows, corpus.matrix[rows])
+    return corpus.memo[key]  # type: ignore[return-value]
 
 
 def _unit_dense(vector: np.ndarray) -> np.ndarray:
@@ -329,7 +381,7 @@ class Profile:
             self._rated = self._rated.updated(corpus, self.labels, self._changed)
         self._changed = []
         if self._parts is None:
-            self._parts = self._rated.parts()
+            self._parts = self._rated.parts(corpus)
         return self._parts
 
     def weights(self, corpus: Corpus) -> sp.csr_matrix:
@@ -445,34 +497,74 @@ def _expand(corpus: Corpus, keywords: list[str]) -> sp.csr_matrix:
     return _unit(_combine([(1.0, query), (EXPANSION_WEIGHT, _unit(_row_mean(corpus.matrix[top])))]))
 
 
-def _classifier(matrix: sp.csr_matrix, liked: np.ndarray, disliked: np.ndarray) -> np.ndarray:
-    """Coefficients (over ``matrix``'s columns) of a logistic regression 👍 vs 👎 on the rated rows;
-    zeros when there are too few ratings or only one kind."""
-    if not liked.any() or not disliked.any() or int(liked.sum() + disliked.sum()) < CLASSIFIER_MIN_RATINGS:
+def _trains_classifier(liked: np.ndarray, disliked: np.ndarray) -> bool:
+    return bool(
+        liked.any() and disliked.any() and int(liked.sum() + disliked.sum()) >= CLASSIFIER_MIN_RATINGS
+    )
+
+
+def _classifier(
+    matrix: sp.csr_matrix, liked: np.ndarray, disliked: np.ndarray, background: sp.csr_matrix | None
+) -> np.ndarray:
+    """Coefficients (over ``matrix``'s columns) of a logistic regression 👍 vs 👎 on the rated rows, with
+    the ``background`` rows as weak 👎; zeros when there are too few ratings or only one kind.
+
+    👍 and 👎 are balanced (each kind weighs half); a background paper weighs ``BACKGROUND_WEIGHT`` of a 👎
+    (see the module docstring for why there is a background at all).
+    """
+    if not _trains_classifier(liked, disliked):
         return np.zeros(matrix.shape[1], dtype=np.float64)
+    if background is None:
+        background = sp.csr_matrix((0, matrix.shape[1]), dtype=np.float64)
     rated = liked | disliked
-    features, labels = matrix[rated].astype(np.float64), np.where(liked[rated], 1.0, -1.0)
+    features = _stack(matrix if rated.all() else matrix[rated], background)
+    labels = np.concatenate([np.where(liked[rated], 1.0, -1.0), -np.ones(background.shape[0])])
+    n, n_liked = int(rated.sum()), int(liked.sum())
+    weights = np.concatenate(
+        [
+            np.where(liked[rated], n / (2 * n_liked), n / (2 * (n - n_liked))),
+            np.full(background.shape[0], BACKGROUND_WEIGHT * n / (2 * (n - n_liked))),
+        ]
+    )
     if _fit_liblinear is not None:
         # What LogisticRegression(solver="liblinear").fit runs, without ~1 ms of input checks per click.
-        balanced = {v: labels.size / (2 * float(np.sum(labels == v))) for v in (-1.0, 1.0)}
         try:
             with config_context(assume_finite=True, skip_parameter_validation=True):
                 coef, _, _ = _fit_liblinear(
-                    features, labels, CLASSIFIER_C, True, 1.0, balanced, "l2", True, 0, 100, CLASSIFIER_TOL, 0
+                    features,
+                    labels,
+                    CLASSIFIER_C,
+                    True,
+                    1.0,
+                    None,
+                    "l2",
+                    True,
+                    0,
+                    100,
+                    CLASSIFIER_TOL,
+                    0,
+                    sample_weight=weights,
                 )
             return coef.ravel().astype(np.float64)
         except TypeError:  # a scikit-learn whose private signature moved: the public class below
             pass
     model = LogisticRegression(
-        C=CLASSIFIER_C,
-        class_weight="balanced",
-        solver="liblinear",
-        dual=True,
-        tol=CLASSIFIER_TOL,
-        random_state=0,
+        C=CLASSIFIER_C, solver="liblinear", dual=True, tol=CLASSIFIER_TOL, random_state=0
     )
-    model.fit(features, labels)
+    model.fit(features, labels, sample_weight=weights)
     return model.coef_.ravel().astype(np.float64)
+
+
+def _stack(top: sp.csr_matrix, bottom: sp.csr_matrix) -> sp.csr_matrix:
+    """``sp.vstack([top, bottom])`` as float64 CSR, by concatenating the arrays (no COO round trip)."""
+    return sp.csr_matrix(
+        (
+            np.concatenate([top.data, bottom.data]).astype(np.float64),
+            np.concatenate([top.indices, bottom.indices]),
+            np.concatenate([top.indptr, top.indptr[-1] + bottom.indptr[1:]]),
+        ),
+        shape=(top.shape[0] + bottom.shape[0], top.shape[1]),
+    )
 
 
 def term_columns(terms: list[str]) -> np.ndarray:

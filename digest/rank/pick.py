@@ -48,7 +48,7 @@ def pick_digest(
     ids = candidate_ids(session, subscriber, since)
     if not ids:
         return []
-    corpus = corpus_for(session)
+    corpus = corpus_for(session, settings.recency_days)
     profile = load_profile(session, subscriber)
     ids = [i for i in ids if i in corpus.index]
     rows = corpus.rows(ids)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections import OrderedDict
 
@@ -9,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from digest.models import Feedback, Paper, Subscriber, SubscriberModel, utcnow
-from digest.rank.corpus import Corpus, paper_text
+from digest.rank.corpus import DAY, Corpus, paper_text
 from digest.rank.model import Profile
 
 _LOCK = threading.Lock()
@@ -23,10 +24,12 @@ _PROFILES: OrderedDict[tuple[str, int], tuple[bytes, Profile]] = OrderedDict()
 PROFILE_CACHE_SIZE = 64
 
 
-def corpus_for(session: Session) -> Corpus:
+def corpus_for(session: Session, recency_days: float | None = None) -> Corpus:
     """All papers of this database as a corpus, cached per process and refreshed when papers arrive.
 
     New papers (higher ids) are hashed and appended; a shrunk or reshuffled table is rebuilt from scratch.
+    ``recency_days`` (the digest's candidate window) makes papers first seen that long before the newest
+    the classifiers' background (``Corpus.background``): no paper that is still a candidate is in it.
     """
     url = _url(session)
     count, max_id = session.execute(select(func.count(Paper.id), func.max(Paper.id))).one()
@@ -41,6 +44,8 @@ def corpus_for(session: Session) -> Corpus:
         if len(corpus) != count:  # papers were deleted below the cached range: start again
             corpus = Corpus()
             _add_papers(session, corpus, after_id=0)
+        if recency_days is not None:
+            corpus.set_background_age(float(recency_days))
         _CORPORA[url] = corpus
         return corpus
 
@@ -51,9 +56,18 @@ def _url(session: Session) -> str:
 
 def _add_papers(session: Session, corpus: Corpus, after_id: int) -> None:
     rows = session.execute(
-        select(Paper.id, Paper.title, Paper.abstract).where(Paper.id > after_id).order_by(Paper.id)
+        select(Paper.id, Paper.title, Paper.abstract, Paper.first_seen_at)
+        .where(Paper.id > after_id)
+        .order_by(Paper.id)
     ).all()
-    corpus.extend([r.id for r in rows], [paper_text(r.title, r.abstract) for r in rows])
+    seen = [_days(r.first_seen_at) for r in rows]
+    corpus.extend([r.id for r in rows], [paper_text(r.title, r.abstract) for r in rows], seen)
+
+
+def _days(moment: dt.datetime) -> float:
+    """A stored (naive UTC) time as days since the epoch, the scale ``Corpus.extend`` is given."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    return aware.timestamp() / DAY
 
 
 def load_profile(session: Session, subscriber: Subscriber) -> Profile:
