@@ -221,16 +221,15 @@ class Corpus:
         """Rows of a fixed sample of at most ``BACKGROUND_PAPERS`` papers first seen ``background_age`` days
         or more before the newest paper, in random order (so any prefix is a sample too); the same for every
         subscriber until the corpus changes."""
-        key = ("background",)
-        if key not in self.memo:
+        sample = self.memo.get(("background",))  # read once: ``extend`` may replace the memo meanwhile
+        if sample is None:
             old = (
                 np.flatnonzero(self.seen <= self.seen.max() - self.background_age) if len(self) else self.seen
             )
             size = min(old.size, BACKGROUND_PAPERS)  # seeded: the same corpus always gives the same sample
-            self.memo[key] = (
-                np.random.default_rng(BACKGROUND_SEED).choice(old, size, replace=False).astype(np.int64)
-            )
-        return self.memo[key]  # type: ignore[return-value]
+            sample = np.random.default_rng(BACKGROUND_SEED).choice(old, size, replace=False).astype(np.int64)
+            self.memo[("background",)] = sample
+        return sample  # type: ignore[return-value]
 
     @property
     def idf(self) -> np.ndarray:

@@ -321,11 +321,11 @@ class _Rated:
 
 def background_matrix(corpus: Corpus) -> tuple[np.ndarray, sp.csr_matrix]:
     """``corpus.background()`` and its rows, sliced once per corpus version for every subscriber."""
-    key = ("background matrix",)
-    if key not in corpus.memo:
+    cached = corpus.memo.get(("background matrix",))  # read once: ``extend`` may replace the memo meanwhile
+    if cached is None:
         rows = corpus.background()
-        corpus.memo[key] = (rows, corpus.matrix[rows])
-    return corpus.memo[key]  # type: ignore[return-value]
+        cached = corpus.memo[("background matrix",)] = (rows, corpus.matrix[rows])
+    return cached  # type: ignore[return-value]
 
 
 def _unit_dense(vector: np.ndarray) -> np.ndarray:
