@@ -25,7 +25,7 @@ from celery import Celery
 
 from digest.config import Settings
 from digest.db import Database
-from digest.dispatch import Claim, DispatchReport, Due
+from digest.dispatch import Claim, Dispatcher, DispatchReport, Due
 
 log = logging.getLogger(__name__)
 TASK = "digest.send_claimed"
@@ -77,10 +77,8 @@ def create_celery(settings: Settings) -> Celery:
     return app
 
 
-def _dispatcher(state: dict[str, Any], settings: Settings) -> Any:
+def _dispatcher(state: dict[str, Any], settings: Settings) -> Dispatcher:
     # Built lazily inside the worker process: a database engine must not cross a fork.
-    from digest.dispatch import Dispatcher
-
     if "dispatcher" not in state:
         state["dispatcher"] = Dispatcher(Database(settings), settings)
     return state["dispatcher"]

@@ -282,9 +282,11 @@ class _Rated:
         sums = np.bincount(matrix.indices + side, matrix.data, minlength=2 * size)
         liked_dense = _unit_dense(np.power(sums[:size] / max(int(liked.sum()), 1), LIKED_POWER))
         disliked_dense = _unit_dense(sums[size:] / max(int(disliked.sum()), 1))
-        trained = _trains_classifier(liked, disliked)
-        background = self._background(corpus) if trained else None
-        classifier = _unit_dense(_classifier(self.matrix, liked, disliked, background))
+        classifier = (
+            _unit_dense(_classifier(matrix, liked, disliked, self._background(corpus)))
+            if _trains_classifier(liked, disliked)
+            else np.zeros(size, dtype=np.float64)
+        )
         return Parts(
             self.columns,
             self.keywords,
@@ -504,20 +506,16 @@ def _trains_classifier(liked: np.ndarray, disliked: np.ndarray) -> bool:
 
 
 def _classifier(
-    matrix: sp.csr_matrix, liked: np.ndarray, disliked: np.ndarray, background: sp.csr_matrix | None
+    matrix: sp.csr_matrix, liked: np.ndarray, disliked: np.ndarray, background: sp.csr_matrix
 ) -> np.ndarray:
     """Coefficients (over ``matrix``'s columns) of a logistic regression 👍 vs 👎 on the rated rows, with
-    the ``background`` rows as weak 👎; zeros when there are too few ratings or only one kind.
+    the ``background`` rows as weak 👎 (only called when ``_trains_classifier``).
 
     👍 and 👎 are balanced (each kind weighs half); a background paper weighs ``BACKGROUND_WEIGHT`` of a 👎
     (see the module docstring for why there is a background at all).
     """
-    if not _trains_classifier(liked, disliked):
-        return np.zeros(matrix.shape[1], dtype=np.float64)
-    if background is None:
-        background = sp.csr_matrix((0, matrix.shape[1]), dtype=np.float64)
     rated = liked | disliked
-    features = _stack(matrix if rated.all() else matrix[rated], background)
+    features = sp.vstack([matrix[rated], background], format="csr", dtype=np.float64)
     labels = np.concatenate([np.where(liked[rated], 1.0, -1.0), -np.ones(background.shape[0])])
     n, n_liked = int(rated.sum()), int(liked.sum())
     weights = np.concatenate(
@@ -553,18 +551,6 @@ def _classifier(
     )
     model.fit(features, labels, sample_weight=weights)
     return model.coef_.ravel().astype(np.float64)
-
-
-def _stack(top: sp.csr_matrix, bottom: sp.csr_matrix) -> sp.csr_matrix:
-    """``sp.vstack([top, bottom])`` as float64 CSR, by concatenating the arrays (no COO round trip)."""
-    return sp.csr_matrix(
-        (
-            np.concatenate([top.data, bottom.data]).astype(np.float64),
-            np.concatenate([top.indices, bottom.indices]),
-            np.concatenate([top.indptr, top.indptr[-1] + bottom.indptr[1:]]),
-        ),
-        shape=(top.shape[0] + bottom.shape[0], top.shape[1]),
-    )
 
 
 def term_columns(terms: list[str]) -> np.ndarray:

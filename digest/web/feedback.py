@@ -97,8 +97,8 @@ def record_vote(site: Site, link: Token, source: str, *, wait: bool = True) -> P
         subscriber, paper = row[0], row[1]
         # The stored model (keywords + latest rating per paper) changes in this transaction, so every
         # later digest scores with the vote. Its derived weights are brought up to date where they are
-        # next used (incrementally, ~8 ms), not here: doing it inline cost votes 0.58x the throughput
-        # (490 -> 286 req/s, p99 56 -> 83 ms on SQLite; benchmarks/bench_feedback.py, same run).
+        # next used (incrementally, about 28 ms with 300 ratings), not here: doing it inline cost votes
+        # 0.58x the throughput (490 -> 286 req/s, p99 56 -> 83 ms on SQLite; bench_feedback.py, same run).
         record_feedback(session, subscriber, paper.id, VOTE_VALUES[link.action], source, update=False)
         return paper
 
@@ -107,8 +107,7 @@ def _feedback_page(
     request: Request, site: Site, link: Token, paper: Paper, vote: int | None, **extra: object
 ) -> HTMLResponse:
     links, base = site.links, site.links.base_url
-    vote_urls = {"up": links.feedback(link.subscriber_id, paper.id, "up")}
-    vote_urls["down"] = links.feedback(link.subscriber_id, paper.id, "down")
+    vote_urls = {vote: links.feedback(link.subscriber_id, paper.id, vote) for vote in VOTE_VALUES}
     return page(
         request,
         "feedback.html",
