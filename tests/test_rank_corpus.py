@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from rank_papers import PAPERS
 
 from digest.rank import corpus as corpus_module
@@ -80,26 +79,17 @@ def test_phrase_pattern_matches_whole_words_case_insensitively() -> None:
     assert not phrase_pattern("GAN").search("organ transplants")
 
 
-def test_background_is_a_fixed_sample_of_papers_older_than_the_background_age(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(corpus_module, "BACKGROUND_PAPERS", 3)
+def test_background_mean_is_the_mean_row_of_the_papers_older_than_the_background_age() -> None:
     texts = [f"{t}\n{a}" for t, a in PAPERS]
     corpus = Corpus(background_age=2.0)
     corpus.extend(list(range(6)), texts[:6], [0.0, 0.0, 1.0, 1.0, 1.5, 1.5])
-    assert corpus.background().tolist() == []  # nothing is 2 days older than the newest paper yet
+    assert corpus.background_mean() is None  # nothing is 2 days older than the newest paper yet
     corpus.extend(list(range(6, len(texts))), texts[6:], 3.0)
-    sample = corpus.background().tolist()
-    assert len(sample) == 3 and set(sample) <= {0, 1, 2, 3} and len(set(sample)) == 3
-    assert (
-        Corpus.from_texts(list(range(len(texts))), texts, [0.0] * 6 + [10.0] * (len(texts) - 6))
-        .background()
-        .size
-        == 3
-    )
+    expected = np.asarray(corpus.matrix[[0, 1, 2, 3]].mean(axis=0)).ravel()
+    assert np.allclose(corpus.background_mean(), expected, atol=1e-7)
     version = corpus.version
     corpus.set_background_age(5.0)
-    assert corpus.version == version + 1 and corpus.background().tolist() == []
+    assert corpus.version == version + 1 and corpus.background_mean() is None
 
 
 def test_papers_added_without_a_time_are_seen_now() -> None:

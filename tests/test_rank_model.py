@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from rank_papers import PAPERS
@@ -96,6 +98,11 @@ def test_unknown_state_format_is_refused() -> None:
         Profile.from_state(b'{"format": 99, "keywords": [], "labels": []}')
 
 
+def test_a_state_with_a_rating_other_than_up_or_down_is_refused() -> None:
+    with pytest.raises(ValueError, match="rating of paper 7 must be"):
+        Profile.from_state(b'{"format": 1, "keywords": [], "labels": [[7, 0]]}')
+
+
 def test_explanation_names_the_matched_keyword(corpus: Corpus) -> None:
     why = Profile(["Query Expansion"]).explain(corpus, 6, TEXTS[6], lambda i: PAPERS[i][0])
     assert why.startswith("mentions your keyword Query Expansion")
@@ -160,34 +167,41 @@ def test_a_copy_rates_without_touching_the_original(corpus: Corpus) -> None:
 
 def test_the_classifier_is_scikit_learns_logistic_regression() -> None:
     """The click path calls liblinear without LogisticRegression's input checks: same coefficients, with
-    👍/👎 balanced and each background row weighing ``BACKGROUND_WEIGHT`` of a 👎."""
+    👍/👎 balanced and the background row weighing ``BACKGROUND_SHARE`` times all the ratings."""
     import scipy.sparse as sp
     from sklearn.linear_model import LogisticRegression
 
     rng = np.random.default_rng(0)
     features = sp.random(60, 500, density=0.05, format="csr", random_state=1, dtype=np.float32)
-    background = sp.random(40, 500, density=0.05, format="csr", random_state=2, dtype=np.float32)
+    background = sp.csr_matrix(features.mean(axis=0))
     liked = rng.random(60) < 0.4
     n_liked, n_disliked = int(liked.sum()), int((~liked).sum())
     weights = np.concatenate(
-        [
-            np.where(liked, 60 / (2 * n_liked), 60 / (2 * n_disliked)),
-            np.full(40, model.BACKGROUND_WEIGHT * 60 / (2 * n_disliked)),
-        ]
+        [np.where(liked, 60 / (2 * n_liked), 60 / (2 * n_disliked)), [model.BACKGROUND_SHARE * 60]]
     )
-    reference = LogisticRegression(
-        C=model.CLASSIFIER_C, solver="liblinear", dual=True, tol=model.CLASSIFIER_TOL, random_state=0
-    ).fit(
-        sp.vstack([features, background]).astype(np.float64),
-        np.concatenate([np.where(liked, 1.0, -1.0), -np.ones(40)]),
-        sample_weight=weights,
-    )
-    coef = model._classifier(features, liked, ~liked, background)
+    with warnings.catch_warnings(record=True) as public:  # it warns when it stops at the budget
+        warnings.simplefilter("always")
+        reference = LogisticRegression(
+            C=model.CLASSIFIER_C,
+            solver="liblinear",
+            dual=True,
+            tol=model.CLASSIFIER_TOL,
+            max_iter=model.CLASSIFIER_MAX_ITER,
+            random_state=0,
+        ).fit(
+            sp.vstack([features, background]).astype(np.float64),
+            np.concatenate([np.where(liked, 1.0, -1.0), [-1.0]]),
+            sample_weight=weights,
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the click path does not: the budget is a choice
+        coef = model._classifier(features, liked, background)
+    assert reference.n_iter_[0] == model.CLASSIFIER_MAX_ITER and public  # the budget was hit
     assert np.allclose(coef, reference.coef_.ravel(), rtol=1e-6, atol=1e-9) and np.abs(coef).sum() > 0
 
 
-def test_background_papers_teach_the_classifier_which_liked_terms_every_paper_has() -> None:
-    """👍 and 👎 both come from shown papers; old unrated papers say that "learning" is no reason to like."""
+def test_the_mean_older_paper_teaches_the_classifier_which_liked_terms_every_paper_has() -> None:
+    """👍 and 👎 both come from shown papers; the mean older paper says "learning" is no reason to like."""
     old = [f"Learning {topic} with deep learning models" for topic in ("graphs", "vision", "text", "speech")]
     liked = [f"Robot grasping learning {n}" for n in range(6)]
     disliked = [f"Cryptographic protocol audit {n}" for n in range(6)]
@@ -200,8 +214,8 @@ def test_background_papers_teach_the_classifier_which_liked_terms_every_paper_ha
         return float(Profile([], labels).parts(corpus).classifier[0, model.term_columns([word])[0]])
 
     with_background = Corpus.from_texts(ids, texts, seen)
-    assert sorted(with_background.background().tolist()) == list(range(40))
+    assert with_background.background_mean() is not None
     without = Corpus.from_texts(ids, texts, 10.0)  # everything new: no background
-    assert without.background().size == 0
+    assert without.background_mean() is None
     assert weight_of("learning", with_background) < weight_of("learning", without)
     assert weight_of("grasping", with_background) > 0

@@ -24,9 +24,10 @@ one paper has cannot relate two papers, and at 2**21 columns it is mostly noise 
 made unit length, then the row is made unit length, so words and characters weigh the same.
 
 Background papers: the corpus also remembers when it first saw each paper (in days). Papers first seen at
-least ``background_age`` days before the newest one are no longer anybody's candidates; a fixed sample of
-them (``background``) is what a subscriber's classifier may use as weak negatives (``digest.rank.model``).
-The newest papers are never in it, so no candidate is held down for being in the sample.
+least ``background_age`` days before the newest one are no longer anybody's candidates; their mean row
+(``background_mean``, what an average older paper looks like) is what a subscriber's classifier holds
+down as a weak negative (``digest.rank.model``). The newest papers are never in it, so no candidate is held
+down for being part of it.
 """
 
 from __future__ import annotations
@@ -43,8 +44,6 @@ from sklearn.feature_extraction.text import HashingVectorizer
 BLOCK = 2**20  # columns per block
 N_FEATURES = 2 * BLOCK  # words in [0, BLOCK), character 4-grams in [BLOCK, 2 * BLOCK)
 MIN_DF = (1, 2)  # (words, character 4-grams): see the module docstring
-BACKGROUND_PAPERS = 500  # size of the shared background sample (``Corpus.background``, ``model._Rated``)
-BACKGROUND_SEED = 0
 DAY = 86_400.0
 TOKEN_PATTERN = r"(?u)\b[^\W\d_][\w\-]*\w\b"  # words of 2+ chars starting with a letter (keeps "3d-gan" out)
 
@@ -217,19 +216,16 @@ class Corpus:
             self.version += 1
             self.memo = {}
 
-    def background(self) -> np.ndarray:
-        """Rows of a fixed sample of at most ``BACKGROUND_PAPERS`` papers first seen ``background_age`` days
-        or more before the newest paper, in random order (so any prefix is a sample too); the same for every
-        subscriber until the corpus changes."""
-        sample = self.memo.get(("background",))  # read once: ``extend`` may replace the memo meanwhile
-        if sample is None:
-            old = (
-                np.flatnonzero(self.seen <= self.seen.max() - self.background_age) if len(self) else self.seen
-            )
-            size = min(old.size, BACKGROUND_PAPERS)  # seeded: the same corpus always gives the same sample
-            sample = np.random.default_rng(BACKGROUND_SEED).choice(old, size, replace=False).astype(np.int64)
-            self.memo[("background",)] = sample
-        return sample  # type: ignore[return-value]
+    def background_mean(self) -> np.ndarray | None:
+        """The mean row (dense, float32) of the papers first seen ``background_age`` days or more before the
+        newest one, or None while there are none; computed once per corpus version, for every subscriber."""
+        cached = self.memo.get(("background mean",))  # read once: ``extend`` may replace the memo meanwhile
+        if cached is None:
+            old = self.seen <= self.seen.max() - self.background_age if len(self) else np.zeros(0, dtype=bool)
+            # matrix.T @ vector is a CSC mat-vec over the stored rows: no copy of them.
+            share = (old / max(int(old.sum()), 1)).astype(np.float32)
+            cached = self.memo[("background mean",)] = self.matrix.T @ share if old.any() else False
+        return None if cached is False else cached  # type: ignore[return-value]
 
     @property
     def idf(self) -> np.ndarray:

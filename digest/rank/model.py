@@ -9,7 +9,7 @@ is always expressed under the current IDF and survives a restart as plain JSON. 
     w = KEYWORD · expand(keywords)
         + LIKED · unit(mean(👍 rows) ** LIKED_POWER)
         − DISLIKED · unit(mean(👎 rows))
-        + CLASSIFIER · unit(logistic regression 👍 vs 👎 + background as weak 👎)
+        + CLASSIFIER · unit(logistic regression 👍 vs 👎, and vs the mean older paper)
                                                    (≥ CLASSIFIER_MIN_RATINGS ratings, both kinds)
 
 Why each part (all measured on the dev files; README "Ranking model" has the table):
@@ -33,35 +33,42 @@ Why each part (all measured on the dev files; README "Ranking model" has the tab
   fitted on the rated rows, over just the columns those rows use (liblinear's dual form, as there are far
   fewer rows than columns), 👍 and 👎 weighing half each, and its coefficients are one more sparse
   direction in w (replay hit@10 ≈ .60 → .65).
-  ``CLASSIFIER_TOL`` is 0.1 rather than liblinear's 1e-4: five passes instead of fourteen, coefficients
-  at cosine > 0.99999 to the tight fit, and the same replay figures.
-* Background papers join the classifier as weak 👎 (``BACKGROUND_WEIGHT`` of a 👎 each): every rated paper
+* The mean of the older papers (``Corpus.background_mean``, never a current candidate) joins the
+  classifier as one 👎 row weighing ``BACKGROUND_SHARE`` times all the ratings together. Every rated paper
   was shown because the model already ranked it high, so on the ratings alone a term that every paper
-  has, but that the 👍 happen to share, looks like a reason to like. A fixed sample of older papers
-  (``Corpus.background``: never a current candidate) says otherwise. They fill the training set up to
-  ``BACKGROUND_PAPERS`` rows, each rating taking one's place, so they count for less as ratings
-  accumulate and a click never fits more rows than that (replay hit@10 .650 → .666, and .618 → .648 on a
-  second set of 20 simulated subscribers; README "Ranking model").
+  has, but that the 👍 happen to share, looks like a reason to like. With that row the fit holds an
+  average paper firmly on the 👎 side (its intercept settles far below zero), so a 👍 has to score well
+  above an average paper on the classifier's terms: it learns what sets the 👍 apart from any paper, not
+  only from the 👎, without densifying a single row. It replaced a sample of 500 older papers as weak 👎
+  (replay hit@10 .666 → .682, and .639 → .648 on a second set of 20 simulated subscribers; README
+  "Ranking model"); any share from 30 to 1,000 gives the same within noise.
+* liblinear stops at ``CLASSIFIER_TOL`` = 0.1 (its default 1e-4 gave the same replay figures) or after
+  ``CLASSIFIER_MAX_ITER`` = 20 passes: the heavy row slows the dual solver's convergence (up to ~60
+  passes with 300 ratings), and 20 passes give the converged fit's replay figures on both user sets
+  (10 passes: .678 / .650, 5: .670 / .647).
 
 Updating at once (``Profile.parts``, ``_Rated``): the derived model keeps the rated rows in a compact column
 space (only the columns the keyword vector and the rated papers use, a few tens of thousands of the 2**21).
 A 👍/👎 after the model was derived appends that paper's row (its new columns inserted, no sort of the
 stored rows), sums both centroids in one ``bincount`` and refits the classifier on the rated rows and
-the background (projected on the same columns from a slice shared per corpus version): about 28 ms end
-to end with 300 ratings on a slow 2-core machine, 15 ms without the background (README, "Ranking
-model"). A new corpus version (new papers, hence a new IDF) or new keywords derive everything again.
+the older papers' mean (read at the same columns from a dense row shared per corpus version); README,
+"Ranking model", has the cost. A new corpus version (new papers, hence a new IDF) or new keywords derive
+everything again.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Hashable, Iterable, Mapping
+import warnings
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn import config_context
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction import FeatureHasher
 from sklearn.linear_model import LogisticRegression
 
@@ -72,7 +79,6 @@ except ImportError:  # pragma: no cover - private in scikit-learn; the public cl
 
 from digest.rank.corpus import (
     ANALYZER,
-    BACKGROUND_PAPERS,
     BLOCK,
     N_FEATURES,
     Corpus,
@@ -92,7 +98,8 @@ CLASSIFIER_WEIGHT = 3.0
 CLASSIFIER_MIN_RATINGS = 10
 CLASSIFIER_C = 1.0
 CLASSIFIER_TOL = 0.1
-BACKGROUND_WEIGHT = 0.5  # a background paper's weight in the classifier, as a fraction of a 👎's
+CLASSIFIER_MAX_ITER = 20  # liblinear passes (see the module docstring)
+BACKGROUND_SHARE = 100.0  # the older papers' mean row, weighing this many times all the ratings together
 EXPANSION_DOCS = 10
 EXPANSION_WEIGHT = 0.5
 EXPANSION_RELATIVE = 0.5  # expansion papers must score at least this fraction of the best match
@@ -283,7 +290,7 @@ class _Rated:
         liked_dense = _unit_dense(np.power(sums[:size] / max(int(liked.sum()), 1), LIKED_POWER))
         disliked_dense = _unit_dense(sums[size:] / max(int(disliked.sum()), 1))
         classifier = (
-            _unit_dense(_classifier(matrix, liked, disliked, self._background(corpus)))
+            _unit_dense(_classifier(matrix, liked, self._background(corpus)))
             if _trains_classifier(liked, disliked)
             else np.zeros(size, dtype=np.float64)
         )
@@ -298,36 +305,15 @@ class _Rated:
         )
 
     def _background(self, corpus: Corpus) -> sp.csr_matrix:
-        """Background papers this subscriber did not rate, over ``columns`` only: the classifier's weights
-        live on the rated papers' terms, the background only tells it which of those terms any paper has.
-
-        They fill the training set up to ``BACKGROUND_PAPERS`` rows: each rating takes the place of one,
-        so the background counts for less as real 👎 accumulate, and a click never fits more rows than a
-        subscriber with ``BACKGROUND_PAPERS`` ratings would (the click stays within its cost goal).
-        """
-        rows, full = background_matrix(corpus)
-        unrated = np.flatnonzero(~np.isin(rows, self.rows))[: max(BACKGROUND_PAPERS - self.rows.size, 0)]
-        if unrated.size < rows.size:
-            full = full[unrated]
-        # Column -> 1-based position in ``columns`` (0: not one of them); np.zeros is lazily zeroed memory.
-        position = np.zeros(N_FEATURES, dtype=np.int32)
-        position[self.columns] = np.arange(1, self.columns.size + 1, dtype=np.int32)
-        local = position[full.indices]
-        keep = local > 0
-        row_of = np.repeat(np.arange(full.shape[0]), np.diff(full.indptr))
-        indptr = np.concatenate([[0], np.cumsum(np.bincount(row_of[keep], minlength=full.shape[0]))])
-        return sp.csr_matrix(
-            (full.data[keep], local[keep] - 1, indptr), shape=(full.shape[0], self.columns.size)
-        )
-
-
-def background_matrix(corpus: Corpus) -> tuple[np.ndarray, sp.csr_matrix]:
-    """``corpus.background()`` and its rows, sliced once per corpus version for every subscriber."""
-    cached = corpus.memo.get(("background matrix",))  # read once: ``extend`` may replace the memo meanwhile
-    if cached is None:
-        rows = corpus.background()
-        cached = corpus.memo[("background matrix",)] = (rows, corpus.matrix[rows])
-    return cached  # type: ignore[return-value]
+        """The older papers' mean row over ``columns`` only (no row while there are no older papers): the
+        classifier's weights live on the rated papers' terms, the mean only tells it which of those terms
+        an average paper has."""
+        mean = corpus.background_mean()
+        if mean is None:
+            return sp.csr_matrix((0, self.columns.size))
+        values = mean[self.columns]
+        at = np.flatnonzero(values).astype(np.int32)
+        return sp.csr_matrix((values[at], at, [0, at.size]), shape=(1, self.columns.size))
 
 
 def _unit_dense(vector: np.ndarray) -> np.ndarray:
@@ -454,7 +440,11 @@ class Profile:
         meta = json.loads(bytes(state).decode())
         if meta.get("format") != STATE_FORMAT:
             raise ValueError(f"unknown subscriber model format {meta.get('format')!r}")
-        return cls(meta["keywords"], {paper: int(value) for paper, value in meta["labels"]})
+        labels = {paper: int(value) for paper, value in meta["labels"]}
+        wrong = [paper for paper, value in labels.items() if value not in (1, -1)]
+        if wrong:  # the classifier counts every rated row as a 👍 or a 👎
+            raise ValueError(f"subscriber model state: rating of paper {wrong[0]!r} must be +1 or -1")
+        return cls(meta["keywords"], labels)
 
 
 def score_many(profiles: list[Profile], corpus: Corpus, rows: sp.csr_matrix) -> np.ndarray:
@@ -505,29 +495,27 @@ def _trains_classifier(liked: np.ndarray, disliked: np.ndarray) -> bool:
     )
 
 
-def _classifier(
-    matrix: sp.csr_matrix, liked: np.ndarray, disliked: np.ndarray, background: sp.csr_matrix
-) -> np.ndarray:
-    """Coefficients (over ``matrix``'s columns) of a logistic regression 👍 vs 👎 on the rated rows, with
-    the ``background`` rows as weak 👎 (only called when ``_trains_classifier``).
+def _classifier(matrix: sp.csr_matrix, liked: np.ndarray, background: sp.csr_matrix) -> np.ndarray:
+    """Coefficients (over ``matrix``'s columns) of a logistic regression 👍 vs 👎 on the rated rows (each
+    row is a 👍 where ``liked``, a 👎 otherwise), with the ``background`` row (the older papers' mean, if
+    any) as one more 👎 (only called when ``_trains_classifier``).
 
-    👍 and 👎 are balanced (each kind weighs half); a background paper weighs ``BACKGROUND_WEIGHT`` of a 👎
-    (see the module docstring for why there is a background at all).
+    👍 and 👎 are balanced (each kind weighs half); the background row weighs ``BACKGROUND_SHARE`` times
+    all the ratings together (see the module docstring for why there is a background at all).
     """
-    rated = liked | disliked
-    features = sp.vstack([matrix[rated], background], format="csr", dtype=np.float64)
-    labels = np.concatenate([np.where(liked[rated], 1.0, -1.0), -np.ones(background.shape[0])])
-    n, n_liked = int(rated.sum()), int(liked.sum())
+    features = sp.vstack([matrix, background], format="csr", dtype=np.float64)
+    labels = np.concatenate([np.where(liked, 1.0, -1.0), -np.ones(background.shape[0])])
+    n, n_liked = liked.size, int(liked.sum())
     weights = np.concatenate(
         [
-            np.where(liked[rated], n / (2 * n_liked), n / (2 * (n - n_liked))),
-            np.full(background.shape[0], BACKGROUND_WEIGHT * n / (2 * (n - n_liked))),
+            np.where(liked, n / (2 * n_liked), n / (2 * (n - n_liked))),
+            np.full(background.shape[0], BACKGROUND_SHARE * n),
         ]
     )
     if _fit_liblinear is not None:
         # What LogisticRegression(solver="liblinear").fit runs, without ~1 ms of input checks per click.
         try:
-            with config_context(assume_finite=True, skip_parameter_validation=True):
+            with _capped(), config_context(assume_finite=True, skip_parameter_validation=True):
                 coef, _, _ = _fit_liblinear(
                     features,
                     labels,
@@ -538,7 +526,7 @@ def _classifier(
                     "l2",
                     True,
                     0,
-                    100,
+                    CLASSIFIER_MAX_ITER,
                     CLASSIFIER_TOL,
                     0,
                     sample_weight=weights,
@@ -547,10 +535,24 @@ def _classifier(
         except TypeError:  # a scikit-learn whose private signature moved: the public class below
             pass
     model = LogisticRegression(
-        C=CLASSIFIER_C, solver="liblinear", dual=True, tol=CLASSIFIER_TOL, random_state=0
+        C=CLASSIFIER_C,
+        solver="liblinear",
+        dual=True,
+        tol=CLASSIFIER_TOL,
+        max_iter=CLASSIFIER_MAX_ITER,
+        random_state=0,
     )
-    model.fit(features, labels, sample_weight=weights)
+    with _capped():
+        model.fit(features, labels, sample_weight=weights)
     return model.coef_.ravel().astype(np.float64)
+
+
+@contextmanager
+def _capped() -> Iterator[None]:
+    """liblinear warns when it stops at ``CLASSIFIER_MAX_ITER`` passes; here that is the chosen budget."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        yield
 
 
 def term_columns(terms: list[str]) -> np.ndarray:
