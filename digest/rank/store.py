@@ -29,7 +29,7 @@ def corpus_for(session: Session, recency_days: float | None = None) -> Corpus:
 
     New papers (higher ids) are hashed and appended; a shrunk or reshuffled table is rebuilt from scratch.
     ``recency_days`` (the digest's candidate window) makes papers first seen that long before the newest
-    the classifiers' background (``Corpus.background``): no paper that is still a candidate is in it.
+    the classifiers' background (``Corpus.background_mean``): no paper that is still a candidate is in it.
     """
     url = _url(session)
     count, max_id = session.execute(select(func.count(Paper.id), func.max(Paper.id))).one()
