@@ -42,10 +42,10 @@ Why each part (all measured on the dev files; README "Ranking model" has the tab
   only from the 👎, without densifying a single row. It replaced a sample of 500 older papers as weak 👎
   (replay hit@10 .666 → .682, and .639 → .648 on a second set of 20 simulated subscribers; README
   "Ranking model"); any share from 30 to 1,000 gives the same within noise.
-* liblinear stops at ``CLASSIFIER_TOL`` = 0.1 (its default 1e-4 gave the same replay figures) or after
-  ``CLASSIFIER_MAX_ITER`` = 20 passes: the heavy row slows the dual solver's convergence (up to ~60
-  passes with 300 ratings), and 20 passes give the converged fit's replay figures on both user sets
-  (10 passes: .678 / .650, 5: .670 / .647).
+* liblinear stops at ``CLASSIFIER_TOL`` = 0.1 (as good as its default 1e-4 on the replay, measured
+  before the mean's row existed) or after ``CLASSIFIER_MAX_ITER`` = 20 passes: the heavy row slows the
+  dual solver's convergence (up to ~60 passes with 300 ratings), and 20 passes give the converged fit's
+  replay figures on both user sets (10 passes: .678 / .650, 5: .670 / .647).
 
 Updating at once (``Profile.parts``, ``_Rated``): the derived model keeps the rated rows in a compact column
 space (only the columns the keyword vector and the rated papers use, a few tens of thousands of the 2**21).
