@@ -25,9 +25,9 @@ made unit length, then the row is made unit length, so words and characters weig
 
 Background papers: the corpus also remembers when it first saw each paper (in days). Papers first seen at
 least ``background_age`` days before the newest one are no longer anybody's candidates; their mean row
-(``background_mean``, what an average older paper looks like) is what a subscriber's classifier holds
-down as a weak negative (``digest.rank.model``). The newest papers are never in it, so no candidate is held
-down for being part of it.
+(``background_mean``, what an average older paper looks like) is what a subscriber's classifier holds on
+the 👎 side (``digest.rank.model``). The newest papers are never in it, so no candidate is held down for
+being part of it.
 """
 
 from __future__ import annotations

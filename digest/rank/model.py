@@ -77,14 +77,7 @@ try:
 except ImportError:  # pragma: no cover - private in scikit-learn; the public class is used instead
     _fit_liblinear = None
 
-from digest.rank.corpus import (
-    ANALYZER,
-    BLOCK,
-    N_FEATURES,
-    Corpus,
-    phrase_pattern,
-    sparse_dot,
-)
+from digest.rank.corpus import ANALYZER, BLOCK, N_FEATURES, Corpus, phrase_pattern, sparse_dot
 
 STATE_FORMAT = 1
 # Chosen by measurement on the dev replay and CiteULike files (README, "Ranking model").
@@ -519,16 +512,16 @@ def _classifier(matrix: sp.csr_matrix, liked: np.ndarray, background: sp.csr_mat
                 coef, _, _ = _fit_liblinear(
                     features,
                     labels,
-                    CLASSIFIER_C,
-                    True,
-                    1.0,
-                    None,
-                    "l2",
-                    True,
-                    0,
-                    CLASSIFIER_MAX_ITER,
-                    CLASSIFIER_TOL,
-                    0,
+                    C=CLASSIFIER_C,
+                    fit_intercept=True,
+                    intercept_scaling=1.0,
+                    class_weight=None,
+                    penalty="l2",
+                    dual=True,
+                    verbose=0,
+                    max_iter=CLASSIFIER_MAX_ITER,
+                    tol=CLASSIFIER_TOL,
+                    random_state=0,
                     sample_weight=weights,
                 )
             return coef.ravel().astype(np.float64)
