@@ -131,6 +131,8 @@ def test_a_rating_after_derivation_updates_the_model_like_a_fresh_derivation(cor
     profile.rate(11, 1)  # a new paper: its row is appended to the rated rows
     profile.rate(9, 1)  # a changed rating: only its label moves
     profile.rate(8, 1)  # unchanged: nothing to do
+    profile.rate(2, 1)
+    profile.rate(2, -1)  # changed and changed back: nothing to do either
     assert profile.parts(corpus) is not derived
     assert profile._rated is not None and profile._rated.ids[-1] == 11
     fresh = Profile(["robot"], profile.labels)
@@ -165,39 +167,93 @@ def test_a_copy_rates_without_touching_the_original(corpus: Corpus) -> None:
     assert original.labels == {7: 1} and original.parts(corpus) is parts and parts.prior > 0
 
 
-def test_the_classifier_is_scikit_learns_logistic_regression() -> None:
-    """The click path calls liblinear without LogisticRegression's input checks: same coefficients, with
-    👍/👎 balanced and the background row weighing ``BACKGROUND_SHARE`` times all the ratings."""
+def _liblinear(features, liked: np.ndarray, background) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The problem as scikit-learn's liblinear states it on the sparse rows, solved to convergence."""
     import scipy.sparse as sp
     from sklearn.linear_model import LogisticRegression
 
+    n, n_liked = liked.size, int(liked.sum())
+    weights = np.concatenate(
+        [np.where(liked, n / (2 * n_liked), n / (2 * (n - n_liked))), [model.BACKGROUND_SHARE * n]]
+    )
+    reference = LogisticRegression(
+        C=model.CLASSIFIER_C, solver="liblinear", dual=True, tol=1e-10, max_iter=100_000
+    ).fit(
+        sp.vstack([features, sp.csr_matrix(background)]).astype(np.float64),
+        np.concatenate([np.where(liked, 1.0, -1.0), [-1.0]]),
+        sample_weight=weights,
+    )
+    return reference.coef_.ravel()
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def test_the_classifier_is_liblinears_logistic_regression_solved_in_kernel_form() -> None:
+    """Same problem as ``LogisticRegression(solver="liblinear")`` on the rows (intercept penalised, 👍/👎
+    balanced, the background weighing ``BACKGROUND_SHARE`` times all the ratings): same coefficients."""
+    import scipy.sparse as sp
+
     rng = np.random.default_rng(0)
     features = sp.random(60, 500, density=0.05, format="csr", random_state=1, dtype=np.float32)
-    background = sp.csr_matrix(features.mean(axis=0))
+    background = np.asarray(features.mean(axis=0)).ravel().astype(np.float64)
     liked = rng.random(60) < 0.4
-    n_liked, n_disliked = int(liked.sum()), int((~liked).sum())
-    weights = np.concatenate(
-        [np.where(liked, 60 / (2 * n_liked), 60 / (2 * n_disliked)), [model.BACKGROUND_SHARE * 60]]
-    )
-    with warnings.catch_warnings(record=True) as public:  # it warns when it stops at the budget
-        warnings.simplefilter("always")
-        reference = LogisticRegression(
-            C=model.CLASSIFIER_C,
-            solver="liblinear",
-            dual=True,
-            tol=model.CLASSIFIER_TOL,
-            max_iter=model.CLASSIFIER_MAX_ITER,
-            random_state=0,
-        ).fit(
-            sp.vstack([features, background]).astype(np.float64),
-            np.concatenate([np.where(liked, 1.0, -1.0), [-1.0]]),
-            sample_weight=weights,
-        )
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the click path does not: the budget is a choice
-        coef = model._classifier(features, liked, background)
-    assert reference.n_iter_[0] == model.CLASSIFIER_MAX_ITER and public  # the budget was hit
-    assert np.allclose(coef, reference.coef_.ravel(), rtol=1e-6, atol=1e-9) and np.abs(coef).sum() > 0
+        warnings.simplefilter("error")  # converged within the budget
+        coef = model._classifier(model._gram(features), features, liked, background)
+    reference = _liblinear(features, liked, background)
+    assert _cosine(coef, reference) > 0.99999 and np.allclose(coef, reference, rtol=1e-3, atol=1e-3)
+
+
+def test_two_rated_papers_with_the_same_text_still_train_the_classifier() -> None:
+    """Identical rows make the Gram matrix singular; the fit must still be the liblinear one."""
+    import scipy.sparse as sp
+
+    base = sp.random(20, 300, density=0.1, format="csr", random_state=2, dtype=np.float32)
+    features = sp.vstack([base, base[:2]], format="csr")
+    liked = np.arange(22) % 3 == 0
+    background = np.asarray(base.mean(axis=0)).ravel().astype(np.float64)
+    coef = model._classifier(model._gram(features), features, liked, background)
+    assert _cosine(coef, _liblinear(features, liked, background)) > 0.9999
+
+
+def test_the_gram_matrix_grown_click_by_click_is_the_one_computed_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Also once older rows leave the classifier's window of the latest ``CLASSIFIER_MAX_RATINGS``, and
+    with columns used densely (``GRAM_DENSE_MIN``) and sparsely."""
+    import scipy.sparse as sp
+
+    monkeypatch.setattr(model, "CLASSIFIER_MAX_RATINGS", 7)
+    monkeypatch.setattr(model, "GRAM_DENSE_MIN", 3)
+    rows = sp.random(12, 200, density=0.2, format="csr", random_state=3, dtype=np.float32)
+    gram = model._gram(rows[:2])
+    for end, added in ((3, 1), (6, 3), (8, 2), (9, 1), (12, 3)):
+        window = rows[max(0, end - 7) : end]
+        gram = model._grown_gram(gram, window, added)
+        assert np.allclose(gram, (window @ window.T).toarray(), atol=1e-6)
+    assert gram.shape == (7, 7)
+
+
+def test_the_classifier_learns_from_the_latest_ratings_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(model, "CLASSIFIER_MAX_RATINGS", 10)
+    texts = TEXTS + [f"{text}\nA follow-up study." for text in TEXTS]  # papers 12-23 echo papers 0-11
+    corpus = Corpus.from_texts(list(range(len(texts))), texts)
+    recent = {i: (1 if i in (7, 8, 3) else -1) for i in range(10)}
+
+    def classifier(old_rating: int) -> np.ndarray:  # papers 12-15 rated first, then 0-9, then 16
+        profile = Profile(["robot"], {i: old_rating for i in (12, 13, 14, 15)} | recent)
+        profile.parts(corpus)
+        profile.rate(16, 1)  # the window moves on by one
+        assert profile._rated is not None and profile._rated.gram.shape == (10, 10)
+        cold = Profile(["robot"], profile.labels).parts(corpus).classifier.toarray()
+        assert np.allclose(profile.parts(corpus).classifier.toarray(), cold, atol=1e-5)
+        return cold
+
+    assert np.abs(classifier(-1)).sum() > 0
+    assert np.allclose(classifier(-1), classifier(1), atol=1e-5)  # the older ratings are out of it
+    assert not np.allclose(classifier(-1), Profile([], recent).parts(corpus).classifier.toarray())
 
 
 def test_the_mean_older_paper_teaches_the_classifier_which_liked_terms_every_paper_has() -> None:

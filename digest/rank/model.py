@@ -30,9 +30,9 @@ Why each part (all measured on the dev files; README "Ranking model" has the tab
   simply not have been seen), unlike arxiv-sanity-lite's SVM (which ranks below this model on both files).
 * The classifier (Scholar Inbox style) separates what this subscriber liked from what they rejected among
   the papers they were actually shown, which the centroids cannot do when both sides share a topic. It is
-  fitted on the rated rows, over just the columns those rows use (liblinear's dual form, as there are far
-  fewer rows than columns), 👍 and 👎 weighing half each, and its coefficients are one more sparse
-  direction in w (replay hit@10 ≈ .60 → .65).
+  fitted on the latest ``CLASSIFIER_MAX_RATINGS`` rated rows (tastes drift, and it bounds a click's
+  cost), 👍 and 👎 weighing half each, and its coefficients are one more sparse direction in w (replay
+  hit@10 ≈ .60 → .65).
 * The mean of the older papers (``Corpus.background_mean``, never a current candidate) joins the
   classifier as one 👎 row weighing ``BACKGROUND_SHARE`` times all the ratings together. Every rated paper
   was shown because the model already ranked it high, so on the ratings alone a term that every paper
@@ -42,40 +42,37 @@ Why each part (all measured on the dev files; README "Ranking model" has the tab
   only from the 👎, without densifying a single row. It replaced a sample of 500 older papers as weak 👎
   (replay hit@10 .666 → .682, and .639 → .648 on a second set of 20 simulated subscribers; README
   "Ranking model"); any share from 30 to 1,000 gives the same within noise.
-* liblinear stops at ``CLASSIFIER_TOL`` = 0.1 (as good as its default 1e-4 on the replay, measured
-  before the mean's row existed) or after ``CLASSIFIER_MAX_ITER`` = 20 passes: the heavy row slows the
-  dual solver's convergence (up to ~60 passes with 300 ratings), and 20 passes give the converged fit's
-  replay figures on both user sets (10 passes: .678 / .650, 5: .670 / .647).
+* The fit is solved in kernel form (``_classifier``): the problem liblinear states (L2, the intercept a
+  penalised constant feature), but over the rows' dot products, which a click grows by one row, instead
+  of over their ~300,000 non-zeros, which liblinear's dual solver walked ~20 times per click at 300
+  ratings (the heavy background row slows it). It reaches the converged optimum, which liblinear capped
+  at 20 passes only approached; the replay figures are the same (README "Ranking model").
 
 Updating at once (``Profile.parts``, ``_Rated``): the derived model keeps the rated rows in a compact column
 space (only the columns the keyword vector and the rated papers use, a few tens of thousands of the 2**21).
 A 👍/👎 after the model was derived appends that paper's row (its new columns inserted, no sort of the
-stored rows), sums both centroids in one ``bincount`` and refits the classifier on the rated rows and
-the older papers' mean (read at the same columns from a dense row shared per corpus version); README,
-"Ranking model", has the cost. A new corpus version (new papers, hence a new IDF) or new keywords derive
-everything again.
+stored rows), adds it to the centroids' running sums, computes its dot products with the classifier's
+rows (one mat-vec) and refits the classifier on those dot products and the older papers' mean (kept at
+the same columns); README, "Ranking model", has the cost. A new corpus version (new papers, hence a new
+IDF) or new keywords derive everything again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import warnings
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import cache, cached_property, lru_cache
 
 import numpy as np
+import scipy.linalg
+import scipy.optimize
 import scipy.sparse as sp
-from sklearn import config_context
-from sklearn.exceptions import ConvergenceWarning
+import scipy.special
 from sklearn.feature_extraction import FeatureHasher
-from sklearn.linear_model import LogisticRegression
-
-try:
-    from sklearn.svm._base import _fit_liblinear
-except ImportError:  # pragma: no cover - private in scikit-learn; the public class is used instead
-    _fit_liblinear = None
+from threadpoolctl import ThreadpoolController
 
 from digest.rank.corpus import ANALYZER, BLOCK, N_FEATURES, Corpus, phrase_pattern, sparse_dot
 
@@ -90,8 +87,9 @@ PRIOR_WEIGHT = 0.75  # the corpus mean, subtracted while there is no 👎 yet
 CLASSIFIER_WEIGHT = 3.0
 CLASSIFIER_MIN_RATINGS = 10
 CLASSIFIER_C = 1.0
-CLASSIFIER_TOL = 0.1
-CLASSIFIER_MAX_ITER = 20  # liblinear passes (see the module docstring)
+CLASSIFIER_MAX_ITER = 500  # L-BFGS iterations (about 20 are used at 300 ratings)
+CLASSIFIER_MAX_RATINGS = 1000  # the classifier learns from the papers most recently rated (first time)
+GRAM_DENSE_MIN = 32  # columns in at least this many rated rows are multiplied densely (``_gram``)
 BACKGROUND_SHARE = 100.0  # the older papers' mean row, weighing this many times all the ratings together
 EXPANSION_DOCS = 10
 EXPANSION_WEIGHT = 0.5
@@ -205,9 +203,10 @@ class _Rated:
     """The rated papers under one corpus version in a compact column space, ready for an update.
 
     ``columns`` (sorted) are the columns the keyword vector and the rated rows use; ``matrix`` holds the
-    rated rows (in rating order) over those columns only, so the centroids are one ``bincount`` and the
-    classifier is fitted without touching 2**21-sized arrays. A new rating appends its row and inserts
-    its new columns (no sort of the stored rows), so a click never re-derives the profile. Never mutated:
+    rated rows (in rating order) over those columns only, so the centroids' sums and the classifier's
+    dot products are kept up to date without touching 2**21-sized arrays. A new rating appends its row
+    and inserts its new columns (no sort of the stored rows), so a click never re-derives the profile.
+    Never mutated:
     an update builds a new one, so a cached profile can be shared (``Profile.copy``).
     """
 
@@ -218,6 +217,11 @@ class _Rated:
     columns: np.ndarray
     matrix: sp.csr_matrix
     keywords: np.ndarray  # the expanded keyword vector over ``columns``
+    sums: np.ndarray  # Σ 👍 rows then Σ 👎 rows over ``columns`` (2 × len(columns)), kept up to date
+    # What only the classifier needs, None until it trains (``_trains_classifier``): the dot products among
+    # its rows (the last ``CLASSIFIER_MAX_RATINGS``) and the older papers' mean at ``columns``.
+    gram: np.ndarray | None
+    background: np.ndarray | None
 
     @classmethod
     def build(cls, corpus: Corpus, keywords: list[str], labels: Mapping[Hashable, int]) -> _Rated:
@@ -232,36 +236,46 @@ class _Rated:
         dense = np.zeros(columns.size, dtype=np.float64)
         dense[local[sub.nnz :]] = query.data
         values = np.array([labels[i] for i in ids], dtype=np.float64)
-        return cls((id(corpus), corpus.version), ids, rows, values, columns, matrix, dense)
+        sums = _side_sums(matrix, values, columns.size)
+        rated = cls((id(corpus), corpus.version), ids, rows, values, columns, matrix, dense, sums, None, None)
+        return rated.with_classifier_inputs(corpus)
 
     def updated(self, corpus: Corpus, labels: Mapping[Hashable, int], changed: Iterable[Hashable]) -> _Rated:
         """The same with the ratings of the ``changed`` papers added or replaced."""
         ids, rows, columns, matrix = list(self.ids), self.rows, self.columns, self.matrix
-        keywords, values = self.keywords, self.labels.copy()
+        keywords, background, values = self.keywords, self.background, self.labels.copy()
         position = {paper: i for i, paper in enumerate(ids)}
-        fresh = []
+        fresh, flipped = [], []
         for paper in dict.fromkeys(changed):
             if paper in position:
-                values[position[paper]] = labels[paper]
+                if values[position[paper]] != labels[paper]:  # not when flipped and flipped back
+                    flipped.append(position[paper])
+                    values[position[paper]] = labels[paper]
             elif paper in corpus.index:
                 fresh.append(paper)
-        if not fresh:
-            return _Rated(self.key, self.ids, rows, values, columns, matrix, keywords)
+        sums = self.sums + _flipped_sums(matrix, values, np.array(flipped, dtype=np.int64), columns.size)
+        if not fresh:  # changed labels only: the rows, hence the dot products, are the same
+            same = _Rated(
+                self.key, self.ids, rows, values, columns, matrix, keywords, sums, self.gram, background
+            )
+            return same.with_classifier_inputs(corpus)
         new_rows = corpus.rows(fresh)
         sub = corpus.matrix[new_rows]
         at = np.minimum(np.searchsorted(columns, sub.indices), max(columns.size - 1, 0))
         known = columns[at] == sub.indices if columns.size else np.zeros(sub.nnz, dtype=bool)
         added = np.unique(sub.indices[~known])
         if added.size:  # insert the new columns: a stored column moves up by the count inserted before it
-            moved = np.arange(columns.size) + np.searchsorted(added, columns)
+            moved = (np.arange(columns.size) + np.searchsorted(added, columns)).astype(np.int32)
             columns = np.insert(columns, np.searchsorted(columns, added), added)
             matrix = sp.csr_matrix(
-                (matrix.data, moved[matrix.indices].astype(np.int32), matrix.indptr),
+                (matrix.data, moved[matrix.indices], matrix.indptr),
                 shape=(matrix.shape[0], columns.size),
             )
-            grown = np.zeros(columns.size, dtype=np.float64)
-            grown[moved] = keywords
-            keywords = grown
+            keywords = _grown(keywords, moved, columns.size)
+            sums = np.stack([_grown(side, moved, columns.size) for side in sums])
+            if background is not None:  # the mean at the new columns read from the corpus' memo
+                background = _grown(background, moved, columns.size)
+                background[np.searchsorted(columns, added)] = _background(corpus, added)
         matrix = sp.csr_matrix(
             (
                 np.concatenate([matrix.data, sub.data]),
@@ -270,21 +284,38 @@ class _Rated:
             ),
             shape=(matrix.shape[0] + len(fresh), columns.size),
         )
-        values = np.concatenate([values, [float(labels[p]) for p in fresh]])
+        added_values = np.array([float(labels[p]) for p in fresh])
+        sums = sums + _side_sums(matrix[-len(fresh) :], added_values, columns.size)
+        values = np.concatenate([values, added_values])
         rows = np.concatenate([rows, new_rows])
-        return _Rated(self.key, tuple(ids + fresh), rows, values, columns, matrix, keywords)
+        gram = None if self.gram is None else _grown_gram(self.gram, _recent(matrix), len(fresh))
+        ids = tuple(ids + fresh)
+        grown = _Rated(self.key, ids, rows, values, columns, matrix, keywords, sums, gram, background)
+        return grown.with_classifier_inputs(corpus)
+
+    def with_classifier_inputs(self, corpus: Corpus) -> _Rated:
+        """Itself, with ``gram`` and ``background`` computed once the classifier trains (a subscriber
+        with 👍 only, like every CiteULike case, never pays for them)."""
+        if self.gram is not None or not self.trains_classifier:
+            return self
+        gram, background = _gram(_recent(self.matrix)), _background(corpus, self.columns)
+        return dataclasses.replace(self, gram=gram, background=background)
+
+    @property
+    def trains_classifier(self) -> bool:
+        recent = self.labels[-CLASSIFIER_MAX_RATINGS:]
+        return _trains_classifier(recent > 0, recent < 0)
 
     def parts(self, corpus: Corpus) -> Parts:
         liked, disliked = self.labels > 0, self.labels < 0
         size, matrix = self.columns.size, self.matrix
-        # Both centroids in one pass: a 👎 row's entries are counted in a second copy of the columns.
-        side = np.repeat(disliked.astype(np.int64) * size, np.diff(matrix.indptr))
-        sums = np.bincount(matrix.indices + side, matrix.data, minlength=2 * size)
-        liked_dense = _unit_dense(np.power(sums[:size] / max(int(liked.sum()), 1), LIKED_POWER))
-        disliked_dense = _unit_dense(sums[size:] / max(int(disliked.sum()), 1))
+        liked_dense = _unit_dense(_flattened(self.sums[0] / max(int(liked.sum()), 1)))
+        disliked_dense = _unit_dense(self.sums[1] / max(int(disliked.sum()), 1))
         classifier = (
-            _unit_dense(_classifier(matrix, liked, self._background(corpus)))
-            if _trains_classifier(liked, disliked)
+            _unit_dense(
+                _classifier(self.gram, _recent(matrix), liked[-CLASSIFIER_MAX_RATINGS:], self.background)
+            )
+            if self.gram is not None and self.trains_classifier
             else np.zeros(size, dtype=np.float64)
         )
         return Parts(
@@ -297,16 +328,94 @@ class _Rated:
             int(disliked.sum()),
         )
 
-    def _background(self, corpus: Corpus) -> sp.csr_matrix:
-        """The older papers' mean row over ``columns`` only (no row while there are no older papers): the
-        classifier's weights live on the rated papers' terms, the mean only tells it which of those terms
-        an average paper has."""
-        mean = corpus.background_mean()
-        if mean is None:
-            return sp.csr_matrix((0, self.columns.size))
-        values = mean[self.columns]
-        at = np.flatnonzero(values).astype(np.int32)
-        return sp.csr_matrix((values[at], at, [0, at.size]), shape=(1, self.columns.size))
+
+def _background(corpus: Corpus, columns: np.ndarray) -> np.ndarray | None:
+    """The older papers' mean row at ``columns`` only (None while there are no older papers): the
+    classifier's weights live on the rated papers' terms, the mean only tells it which of those terms an
+    average paper has."""
+    mean = corpus.background_mean()
+    return None if mean is None else mean[columns].astype(np.float64)
+
+
+def _flattened(mean: np.ndarray) -> np.ndarray:
+    """``mean ** LIKED_POWER``, computed on the non-zero entries only (a fractional power is slow, and
+    most columns belong to the keywords or the 👎 rows)."""
+    flat = np.zeros_like(mean)
+    at = np.flatnonzero(mean)
+    flat[at] = np.power(mean[at], LIKED_POWER)
+    return flat
+
+
+def _side_sums(matrix: sp.csr_matrix, labels: np.ndarray, size: int) -> np.ndarray:
+    """Σ of the 👍 rows and Σ of the 👎 rows in one ``bincount``: a 👎 row counts in a second copy of the
+    columns."""
+    side = np.repeat((labels < 0).astype(np.int64) * size, np.diff(matrix.indptr))
+    return np.bincount(matrix.indices + side, matrix.data, minlength=2 * size).reshape(2, size)
+
+
+def _flipped_sums(matrix: sp.csr_matrix, labels: np.ndarray, flipped: np.ndarray, size: int) -> np.ndarray:
+    """What moving the ``flipped`` rows (now labelled ``labels``) to their new side does to the sums."""
+    if flipped.size == 0:
+        return np.zeros((2, size))
+    moved = matrix[flipped]
+    return _side_sums(moved, labels[flipped], size) - _side_sums(moved, -labels[flipped], size)
+
+
+def _grown(vector: np.ndarray, moved: np.ndarray, size: int) -> np.ndarray:
+    """``vector`` over the columns after an insertion (``moved``: where each old column went), 0 elsewhere."""
+    grown = np.zeros(size, dtype=vector.dtype)
+    grown[moved] = vector
+    return grown
+
+
+def _recent(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """The classifier's rows: the last ``CLASSIFIER_MAX_RATINGS`` (no copy while there are not more)."""
+    return matrix if matrix.shape[0] <= CLASSIFIER_MAX_RATINGS else matrix[-CLASSIFIER_MAX_RATINGS:]
+
+
+def _gram(rows: sp.csr_matrix) -> np.ndarray:
+    """``rows @ rows.T`` as a dense float64 array.
+
+    A sparse product costs the square of each column's row count, so the few columns most rows share
+    (common character 4-grams: ~1,800 of ~50,000 at 300 ratings, half the non-zeros) are multiplied as a
+    dense block instead: 40 → 15 ms at 300 ratings. Only a cold derivation pays this; a click grows it.
+    """
+    counts = np.bincount(rows.indices, minlength=rows.shape[1])
+    common = counts >= GRAM_DENSE_MIN
+    dense = rows[:, np.flatnonzero(common)].toarray().astype(np.float64)
+    rare = rows[:, np.flatnonzero(~common)].astype(np.float64)
+    with _one_blas_thread():
+        return dense @ dense.T + (rare @ rare.T).toarray()
+
+
+def _grown_gram(gram: np.ndarray, rows: sp.csr_matrix, added: int) -> np.ndarray:
+    """The Gram matrix of ``rows`` (the classifier's rows, the last ``added`` of them new) from ``gram``,
+    that of the rows before: only the new rows' dot products are computed; rows that fell out of the
+    window (``CLASSIFIER_MAX_RATINGS``) are dropped from the front."""
+    kept = rows.shape[0] - added
+    if kept <= 0 or added > 32:  # a batch: as cheap at once, and the dense block below stays small
+        return _gram(rows)
+    fresh = rows[kept:]
+    block = np.zeros((rows.shape[1], added))  # the new rows scattered: one mat-vec each, no sparse product
+    block[fresh.indices, np.repeat(np.arange(added), np.diff(fresh.indptr))] = fresh.data
+    cross = rows @ block
+    grown = np.empty((rows.shape[0], rows.shape[0]))
+    grown[:kept, :kept] = gram[gram.shape[0] - kept :, gram.shape[0] - kept :]
+    grown[:, kept:] = cross
+    grown[kept:, :] = cross.T
+    return grown
+
+
+@cache
+def _blas_threads() -> ThreadpoolController:
+    return ThreadpoolController()
+
+
+def _one_blas_thread() -> AbstractContextManager[object]:
+    """BLAS on one thread: the classifier's arrays are a few hundred rows, too small to share, and on a
+    busy 2-core machine OpenBLAS threads wait on each other (a 300-rating fit measured 16 ms threaded,
+    5 ms on one thread)."""
+    return _blas_threads().limit(limits=1, user_api="blas")
 
 
 def _unit_dense(vector: np.ndarray) -> np.ndarray:
@@ -318,8 +427,8 @@ class Profile:
     """Keywords + latest rating per paper id; derives ``Parts`` for a corpus and caches them.
 
     A rating made after the parts were derived is applied as an update of the cached ``_Rated`` (its row
-    appended, centroids summed again, the classifier refitted on the rated rows); a new corpus version or
-    new keywords derive everything again.
+    appended and added to the centroids' sums, the classifier refitted on the grown dot products); a new
+    corpus version or new keywords derive everything again.
     """
 
     def __init__(self, keywords: Iterable[str] = (), labels: Mapping[Hashable, int] | None = None) -> None:
@@ -488,64 +597,79 @@ def _trains_classifier(liked: np.ndarray, disliked: np.ndarray) -> bool:
     )
 
 
-def _classifier(matrix: sp.csr_matrix, liked: np.ndarray, background: sp.csr_matrix) -> np.ndarray:
-    """Coefficients (over ``matrix``'s columns) of a logistic regression 👍 vs 👎 on the rated rows (each
-    row is a 👍 where ``liked``, a 👎 otherwise), with the ``background`` row (the older papers' mean, if
-    any) as one more 👎 (only called when ``_trains_classifier``).
+def _classifier(
+    gram: np.ndarray, rows: sp.csr_matrix, liked: np.ndarray, background: np.ndarray | None
+) -> np.ndarray:
+    """Coefficients (over ``rows``' columns) of a logistic regression 👍 vs 👎 on the rated ``rows`` (a 👍
+    where ``liked``, a 👎 otherwise) with the ``background`` row (the older papers' mean, if any) as one
+    more 👎; ``gram`` is ``rows @ rows.T`` (only called when ``_trains_classifier``).
 
     👍 and 👎 are balanced (each kind weighs half); the background row weighs ``BACKGROUND_SHARE`` times
-    all the ratings together (see the module docstring for why there is a background at all).
+    all the ratings together (see the module docstring for why there is a background at all). The
+    problem is liblinear's (L2, ``CLASSIFIER_C``, the intercept a constant feature 1 penalised like the
+    rest), solved in kernel form: with K = X Xᵀ + 1 = L Lᵀ, logistic regression on the rows of L finds θ,
+    and w = Xᵀ L⁻ᵀ θ is the same optimum (the weights lie in the span of the rows, and ‖θ‖ = ‖w‖). A
+    click grows K by one row, so the fit costs a few hundred squared, not the rows' ~300,000 non-zeros
+    times liblinear's passes.
     """
-    features = sp.vstack([matrix, background], format="csr", dtype=np.float64)
-    labels = np.concatenate([np.where(liked, 1.0, -1.0), -np.ones(background.shape[0])])
+    kernel, n = _kernel(gram, rows, background), liked.size
+    labels, weights = _targets(liked, kernel.shape[0] - n)
+    with _one_blas_thread():
+        factor = scipy.linalg.cholesky(kernel, lower=True, check_finite=False)
+        theta = scipy.optimize.minimize(
+            _logistic_loss,
+            np.zeros(kernel.shape[0]),
+            args=(factor, labels, CLASSIFIER_C * weights),
+            jac=True,
+            method="L-BFGS-B",
+            options={"maxiter": CLASSIFIER_MAX_ITER},
+        ).x
+        dual = scipy.linalg.solve_triangular(factor, theta, lower=True, trans="T", check_finite=False)
+    coef = np.asarray(rows.T @ dual[:n], dtype=np.float64)
+    return coef + dual[n] * background if background is not None else coef
+
+
+def _targets(liked: np.ndarray, n_background: int) -> tuple[np.ndarray, np.ndarray]:
+    """±1 per rated row then -1 per background row, and the sample weights: 👍 and 👎 half each, each
+    background row ``BACKGROUND_SHARE`` times all the ratings together."""
     n, n_liked = liked.size, int(liked.sum())
+    labels = np.concatenate([np.where(liked, 1.0, -1.0), -np.ones(n_background)])
     weights = np.concatenate(
         [
             np.where(liked, n / (2 * n_liked), n / (2 * (n - n_liked))),
-            np.full(background.shape[0], BACKGROUND_SHARE * n),
+            np.full(n_background, BACKGROUND_SHARE * n),
         ]
     )
-    if _fit_liblinear is not None:
-        # What LogisticRegression(solver="liblinear").fit runs, without ~1 ms of input checks per click.
-        try:
-            with _capped(), config_context(assume_finite=True, skip_parameter_validation=True):
-                coef, _, _ = _fit_liblinear(
-                    features,
-                    labels,
-                    C=CLASSIFIER_C,
-                    fit_intercept=True,
-                    intercept_scaling=1.0,
-                    class_weight=None,
-                    penalty="l2",
-                    dual=True,
-                    verbose=0,
-                    max_iter=CLASSIFIER_MAX_ITER,
-                    tol=CLASSIFIER_TOL,
-                    random_state=0,
-                    sample_weight=weights,
-                )
-            return coef.ravel().astype(np.float64)
-        except TypeError:  # a scikit-learn whose private signature moved: the public class below
-            pass
-    model = LogisticRegression(
-        C=CLASSIFIER_C,
-        solver="liblinear",
-        dual=True,
-        tol=CLASSIFIER_TOL,
-        max_iter=CLASSIFIER_MAX_ITER,
-        random_state=0,
-    )
-    with _capped():
-        model.fit(features, labels, sample_weight=weights)
-    return model.coef_.ravel().astype(np.float64)
+    return labels, weights
 
 
-@contextmanager
-def _capped() -> Iterator[None]:
-    """liblinear warns when it stops at ``CLASSIFIER_MAX_ITER`` passes; here that is the chosen budget."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        yield
+def _logistic_loss(
+    theta: np.ndarray, features: np.ndarray, labels: np.ndarray, weights: np.ndarray
+) -> tuple[float, np.ndarray]:
+    """Σ weight · log(1 + e^(−label · x·θ)) + ½‖θ‖² and its gradient: liblinear's L2 logistic regression
+    (``weights`` already times C). Given to SciPy's L-BFGS directly: on a few hundred rows
+    ``LogisticRegression.fit``'s own checks and loss objects cost 3× the optimisation itself."""
+    margins = labels * (features @ theta)
+    loss = float(weights @ np.logaddexp(0.0, -margins) + 0.5 * theta @ theta)
+    return loss, features.T @ (-weights * labels * scipy.special.expit(-margins)) + theta
+
+
+def _kernel(gram: np.ndarray, rows: sp.csr_matrix, background: np.ndarray | None) -> np.ndarray:
+    """Dot products among the rows and the background row, + 1 for the intercept's constant feature.
+
+    A tiny ridge (1e-9 of the mean diagonal) keeps it positive definite for the Cholesky factor when two
+    rated papers have the same text; it moves the fit by far less than the solver's tolerance.
+    """
+    n = gram.shape[0]
+    size = n + (background is not None)
+    kernel = np.empty((size, size))
+    kernel[:n, :n] = gram
+    if background is not None:
+        kernel[:n, n] = kernel[n, :n] = rows @ background
+        kernel[n, n] = float(np.square(background).sum())
+    kernel += 1.0
+    kernel.flat[:: size + 1] += 1e-9 * float(np.trace(kernel)) / size
+    return kernel
 
 
 def term_columns(terms: list[str]) -> np.ndarray:
