@@ -18,8 +18,9 @@ _CORPORA: dict[str, Corpus] = {}
 # Derived subscriber models of this process, by (database, subscriber): the stored state they match and
 # the profile, whose parts stay derived for the current corpus. A click updates the cached parts instead
 # of re-deriving them; a state written elsewhere (another process, a rolled-back transaction) no longer
-# matches and is loaded again. Bounded: a profile holds about 12 KB per rated abstract (3.5 MB with 300
-# ratings on the arXiv dev file), so at most a few hundred MB in the worst case.
+# matches and is loaded again. Bounded: a profile holds about 18 KB per rated abstract (5.4 MB with 300
+# ratings on the arXiv dev file, of which 0.7 MB are the classifier's dot products; those stop growing at
+# its 1,000-rating window, 8 MB), so at most a few hundred MB in the worst case.
 _PROFILES: OrderedDict[tuple[str, int], tuple[bytes, Profile]] = OrderedDict()
 PROFILE_CACHE_SIZE = 64
 
