@@ -218,7 +218,7 @@ class _Rated:
     matrix: sp.csr_matrix
     keywords: np.ndarray  # the expanded keyword vector over ``columns``
     sums: np.ndarray  # Σ 👍 rows then Σ 👎 rows over ``columns`` (2 × len(columns)), kept up to date
-    # What only the classifier needs, None until it trains (``_trains_classifier``): the dot products among
+    # What only the classifier needs, None until it trains (``trains_classifier``): the dot products among
     # its rows (the last ``CLASSIFIER_MAX_RATINGS``) and the older papers' mean at ``columns``.
     gram: np.ndarray | None
     background: np.ndarray | None
@@ -253,7 +253,7 @@ class _Rated:
                     values[position[paper]] = labels[paper]
             elif paper in corpus.index:
                 fresh.append(paper)
-        sums = self.sums + _flipped_sums(matrix, values, np.array(flipped, dtype=np.int64), columns.size)
+        sums = _flipped(self.sums, matrix, values, np.array(flipped, dtype=np.int64))
         if not fresh:  # changed labels only: the rows, hence the dot products, are the same
             same = _Rated(
                 self.key, self.ids, rows, values, columns, matrix, keywords, sums, self.gram, background
@@ -272,7 +272,7 @@ class _Rated:
                 shape=(matrix.shape[0], columns.size),
             )
             keywords = _grown(keywords, moved, columns.size)
-            sums = np.stack([_grown(side, moved, columns.size) for side in sums])
+            sums = _grown(sums, moved, columns.size)
             if background is not None:  # the mean at the new columns read from the corpus' memo
                 background = _grown(background, moved, columns.size)
                 background[np.searchsorted(columns, added)] = _background(corpus, added)
@@ -303,8 +303,9 @@ class _Rated:
 
     @property
     def trains_classifier(self) -> bool:
+        """Enough of the classifier's ratings (the latest ``CLASSIFIER_MAX_RATINGS``), of both kinds."""
         recent = self.labels[-CLASSIFIER_MAX_RATINGS:]
-        return _trains_classifier(recent > 0, recent < 0)
+        return bool((recent > 0).any() and (recent < 0).any() and recent.size >= CLASSIFIER_MIN_RATINGS)
 
     def parts(self, corpus: Corpus) -> Parts:
         liked, disliked = self.labels > 0, self.labels < 0
@@ -353,18 +354,20 @@ def _side_sums(matrix: sp.csr_matrix, labels: np.ndarray, size: int) -> np.ndarr
     return np.bincount(matrix.indices + side, matrix.data, minlength=2 * size).reshape(2, size)
 
 
-def _flipped_sums(matrix: sp.csr_matrix, labels: np.ndarray, flipped: np.ndarray, size: int) -> np.ndarray:
-    """What moving the ``flipped`` rows (now labelled ``labels``) to their new side does to the sums."""
+def _flipped(sums: np.ndarray, matrix: sp.csr_matrix, labels: np.ndarray, flipped: np.ndarray) -> np.ndarray:
+    """``sums`` with the ``flipped`` rows (now labelled ``labels``) moved to their new side; the same array
+    when nothing flipped (a click on a new paper, the usual case, allocates nothing here)."""
     if flipped.size == 0:
-        return np.zeros((2, size))
-    moved = matrix[flipped]
-    return _side_sums(moved, labels[flipped], size) - _side_sums(moved, -labels[flipped], size)
+        return sums
+    moved, size = matrix[flipped], sums.shape[1]
+    return sums + _side_sums(moved, labels[flipped], size) - _side_sums(moved, -labels[flipped], size)
 
 
 def _grown(vector: np.ndarray, moved: np.ndarray, size: int) -> np.ndarray:
-    """``vector`` over the columns after an insertion (``moved``: where each old column went), 0 elsewhere."""
-    grown = np.zeros(size, dtype=vector.dtype)
-    grown[moved] = vector
+    """``vector`` (or each row of it) over the columns after an insertion (``moved``: where each old column
+    went), 0 elsewhere."""
+    grown = np.zeros((*vector.shape[:-1], size), dtype=vector.dtype)
+    grown[..., moved] = vector
     return grown
 
 
@@ -591,18 +594,12 @@ def _expand(corpus: Corpus, keywords: list[str]) -> sp.csr_matrix:
     return _unit(_combine([(1.0, query), (EXPANSION_WEIGHT, _unit(_row_mean(corpus.matrix[top])))]))
 
 
-def _trains_classifier(liked: np.ndarray, disliked: np.ndarray) -> bool:
-    return bool(
-        liked.any() and disliked.any() and int(liked.sum() + disliked.sum()) >= CLASSIFIER_MIN_RATINGS
-    )
-
-
 def _classifier(
     gram: np.ndarray, rows: sp.csr_matrix, liked: np.ndarray, background: np.ndarray | None
 ) -> np.ndarray:
     """Coefficients (over ``rows``' columns) of a logistic regression 👍 vs 👎 on the rated ``rows`` (a 👍
     where ``liked``, a 👎 otherwise) with the ``background`` row (the older papers' mean, if any) as one
-    more 👎; ``gram`` is ``rows @ rows.T`` (only called when ``_trains_classifier``).
+    more 👎; ``gram`` is ``rows @ rows.T`` (only called when ``_Rated.trains_classifier``).
 
     👍 and 👎 are balanced (each kind weighs half); the background row weighs ``BACKGROUND_SHARE`` times
     all the ratings together (see the module docstring for why there is a background at all). The
