@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
-from rank_papers import PAPERS
+from rank_papers import BORROWING_TITLES, PAPERS, smooth_small_corpora
 
 from digest.rank import model
 from digest.rank.corpus import Corpus
@@ -30,7 +30,7 @@ def test_keywords_alone_rank_their_topic_first(corpus: Corpus) -> None:
 def test_keyword_expansion_reaches_papers_that_never_use_the_keyword(
     corpus: Corpus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    reached = Profile(["Sound"]).evidence(corpus, corpus.matrix)
+    reached = Profile(["Sound"]).evidence(corpus, corpus.own(np.arange(len(corpus))))
     assert "sound" not in TEXTS[2].lower()
     assert reached[2]  # speaker verification, reached through "audio"
     assert not reached[9]  # cryptography is not reached
@@ -275,3 +275,32 @@ def test_the_mean_older_paper_teaches_the_classifier_which_liked_terms_every_pap
     assert without.background_mean() is None
     assert weight_of("learning", with_background) < weight_of("learning", without)
     assert weight_of("grasping", with_background) > 0
+
+
+def test_scoring_many_profiles_at_once_equals_scoring_each(corpus: Corpus) -> None:
+    profiles = [Profile(["Sound"]), Profile(["Information Retrieval"]), Profile()]
+    profiles[2].rate(4, 1)
+    profiles[2].rate(9, -1)
+    profiles += [Profile(["lattice"]) for _ in range(model.SCORE_CHUNK)]  # more than one chunk
+    rows = corpus.matrix[[0, 3, 5, 8, 9]]
+    together = model.score_many(profiles, corpus, rows)
+    assert together.shape == (len(profiles), 5)
+    assert np.allclose(together, [p.score(corpus, rows) for p in profiles], atol=1e-6)
+
+
+def test_a_cold_derivation_reads_the_rated_rows_as_the_corpus_holds_them(corpus: Corpus) -> None:
+    rows = np.array([7, 2, 2, 0])
+    indptr, indices, data = model._gathered(corpus.matrix, rows)
+    expected = corpus.matrix[rows]
+    assert np.array_equal(indptr, expected.indptr)
+    assert np.array_equal(indices, expected.indices) and np.array_equal(data, expected.data)
+
+
+def test_a_word_a_short_paper_only_borrowed_is_no_reason_to_pick_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    smooth_small_corpora(monkeypatch)
+    corpus = Corpus.from_texts(list(range(len(BORROWING_TITLES))), BORROWING_TITLES)
+    profile = Profile(["benchmarks"])
+    everyone = np.arange(len(BORROWING_TITLES))
+    assert profile.evidence(corpus, corpus.matrix)[1]  # its smoothed row has "benchmarks"
+    assert not profile.evidence(corpus, corpus.own(everyone))[1]  # its own title does not
+    assert list(np.flatnonzero(profile.evidence(corpus, corpus.own(everyone)))) == [0]

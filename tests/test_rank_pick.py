@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from rank_papers import PAPERS
+from rank_papers import BORROWING_TITLES, PAPERS, smooth_small_corpora
 
 from digest.config import Settings, load_settings
 from digest.db import Database
@@ -159,3 +159,17 @@ def test_the_subscribers_digest_size_is_the_default_k(
         _add_papers(session)
         subscriber = _subscriber(session, keywords=["audio"], digest_size=digest_size)
         assert len(pick_digest(session, settings, subscriber, now=NOW)) == digest_size
+
+
+def test_a_title_only_paper_is_never_picked_for_a_word_it_borrowed_from_its_neighbours(
+    db: Database, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    smooth_small_corpora(monkeypatch)
+    with db.session() as session:
+        session.add_all(
+            Paper(key=f"title:{i}", title_key=f"t{i}", title=t, first_seen_at=NOW - dt.timedelta(days=1))
+            for i, t in enumerate(BORROWING_TITLES)
+        )
+        subscriber = _subscriber(session, keywords=["benchmarks"])
+        picks = pick_digest(session, settings, subscriber, now=NOW, k=4)
+    assert [p.paper.title for p in picks] == [BORROWING_TITLES[0]]

@@ -23,6 +23,17 @@ log((1 + n) / (1 + df)) + 1); features seen in fewer than ``MIN_DF`` papers get 
 one paper has cannot relate two papers, and at 2**21 columns it is mostly noise or a typo). Each block is
 made unit length, then the row is made unit length, so words and characters weigh the same.
 
+Short papers borrow from their nearest papers (``smoothed``, document expansion as in cluster-based
+smoothing for retrieval): a title alone has a dozen words, so two titles on one topic often share none,
+and a subscriber's 👍 on one says little about the other. Each short paper's row becomes its own row plus
+SHORT_MU / (SHORT_MU + its word features) of the mean row of its ``NEIGHBOURS`` nearest papers, found on
+rare features only (at most ``NEIGHBOUR_MAX_DF`` papers and 1 in 300 have them), then unit length again.
+Papers with an abstract would borrow almost nothing and are left as they are, as are all papers of a
+corpus under 600 (no feature is rare enough there to tell a neighbour). On CiteULike (titles only):
+recall@100 .552 → .566; the arXiv replay (abstracts) is unchanged (README "Ranking model"). ``matrix``
+holds these rows; ``own`` gives a paper's own row, for what only its text may show: the words a pick is
+explained by, and near-copies.
+
 Background papers: the corpus also remembers when it first saw each paper (in days). Papers first seen at
 least ``background_age`` days before the newest one are no longer anybody's candidates; their mean row
 (``background_mean``, what an average older paper looks like) is what a subscriber's classifier holds on
@@ -44,6 +55,14 @@ from sklearn.feature_extraction.text import HashingVectorizer
 BLOCK = 2**20  # columns per block
 N_FEATURES = 2 * BLOCK  # words in [0, BLOCK), character 4-grams in [BLOCK, 2 * BLOCK)
 MIN_DF = (1, 2)  # (words, character 4-grams): see the module docstring
+# A short paper borrows from its nearest papers (``smoothed``; the module docstring says why).
+NEIGHBOURS = 3
+SHORT_MU = 4.0  # a paper with n word features borrows SHORT_MU / (SHORT_MU + n) of its neighbours' mean
+MIN_BORROW = 0.05  # papers that would borrow less than this (an abstract's ~200 word features) are left alone
+# Neighbours are found on the features at most this many papers share, and at most this share of them
+# (in a small corpus, a feature a few papers have is a common one: below 600 papers none qualifies).
+NEIGHBOUR_MAX_DF = 50
+NEIGHBOUR_MAX_SHARE = 1 / 300
 DAY = 86_400.0
 TOKEN_PATTERN = r"(?u)\b[^\W\d_][\w\-]*\w\b"  # words of 2+ chars starting with a letter (keeps "3d-gan" out)
 
@@ -155,6 +174,90 @@ def normalize_blocks(weighted: sp.csr_matrix) -> sp.csr_matrix:
     return weighted
 
 
+def smoothed(plain: sp.csr_matrix, df: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
+    """``plain`` with each short paper's row plus a share of the mean row of its ``NEIGHBOURS`` nearest
+    papers, made unit length again, the other rows as they are (``plain`` itself when no paper borrows
+    anything); and the rows that borrowed, sorted.
+
+    The share is SHORT_MU / (SHORT_MU + the paper's word features), as in Dirichlet smoothing: a title
+    alone (~12 word features) borrows a quarter, an abstract almost nothing, so papers that would borrow
+    less than ``MIN_BORROW`` are not even searched.
+    """
+    n = plain.shape[0]
+    share = SHORT_MU / (SHORT_MU + np.bincount(_row_of(plain)[plain.indices < BLOCK], minlength=n))
+    short = np.flatnonzero(share >= MIN_BORROW)
+    row, neighbour = _nearest(plain, df, short)
+    if row.size == 0:
+        return plain, row
+    short = np.unique(row)  # the short papers that found a neighbour
+    weight = share[row] / np.bincount(row, minlength=n)[row]  # their share of the neighbours' mean
+    mix = sp.csr_matrix(  # per short paper: its own row (1) plus its neighbours' (weight each)
+        (
+            np.concatenate([np.ones(short.size), weight]),
+            (
+                np.concatenate([np.arange(short.size), np.searchsorted(short, row)]),
+                np.concatenate([short, neighbour]),
+            ),
+        ),
+        shape=(short.size, n),
+    )
+    return _replaced(plain, short, _unit_rows((mix @ plain).tocsr())), short
+
+
+def _nearest(plain: sp.csr_matrix, df: np.ndarray, short: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, neighbour) pairs, sorted by row: for each row in ``short``, its ``NEIGHBOURS`` most similar
+    other rows (fewer when fewer share a feature with it).
+
+    Similarity is the dot product over the rare features (``NEIGHBOUR_MAX_DF``, ``NEIGHBOUR_MAX_SHARE``):
+    a feature many papers have does not single out a neighbour, and leaving those out bounds the search
+    to ``NEIGHBOUR_MAX_DF`` products per stored value (CiteULike, 16,980 titles: 7.5 → 0.2 s, and
+    better neighbours; README, "Ranking model").
+    """
+    most = min(NEIGHBOUR_MAX_DF, NEIGHBOUR_MAX_SHARE * plain.shape[0])
+    if short.size == 0 or most < 2:  # a feature only one paper has relates it to no other
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    theirs = np.zeros(plain.shape[1], dtype=bool)  # only the short rows' features can make them similar
+    theirs[plain[short].indices] = True
+    keep = theirs[plain.indices] & (df[plain.indices] <= most)
+    columns, local = np.unique(plain.indices[keep], return_inverse=True)
+    rare = sp.csr_matrix(
+        (plain.data[keep], (_row_of(plain)[keep], local)), shape=(plain.shape[0], columns.size)
+    )
+    sims = (rare[short] @ rare.T).tocoo()
+    other = sims.col != short[sims.row]  # never its own neighbour
+    row, col, value = short[sims.row[other]], sims.col[other], sims.data[other]
+    # By row, most similar first (a dot product of parts of unit rows is within [0, 1]); one stable sort
+    # of a combined key is ~10x faster than np.lexsort here.
+    order = np.argsort(2.0 * row + (1.0 - value), kind="stable")
+    row, col = row[order], col[order]
+    starts = np.flatnonzero(np.diff(row, prepend=-1))  # where each row's run begins
+    top = np.arange(row.size) - np.repeat(starts, np.diff(starts, append=row.size)) < NEIGHBOURS
+    return row[top], col[top]
+
+
+def _unit_rows(rows: sp.csr_matrix) -> sp.csr_matrix:
+    """Each row scaled to unit length (in place; returned), with sorted indices."""
+    row_of = _row_of(rows)
+    norms = np.sqrt(
+        np.bincount(row_of, weights=np.square(rows.data, dtype=np.float64), minlength=rows.shape[0])
+    )
+    rows.data = (rows.data / norms[row_of]).astype(np.float32)
+    rows.sort_indices()
+    return rows
+
+
+def _replaced(matrix: sp.csr_matrix, at: np.ndarray, rows: sp.csr_matrix) -> sp.csr_matrix:
+    """``matrix`` with its rows ``at`` replaced by ``rows`` (a new matrix)."""
+    order = np.arange(matrix.shape[0])
+    order[at] = matrix.shape[0] + np.arange(at.size)
+    return sp.vstack([matrix, rows], format="csr")[order]
+
+
+def _row_of(matrix: sp.csr_matrix) -> np.ndarray:
+    """The row of each stored value of a CSR matrix."""
+    return np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
+
+
 class Corpus:
     """All known papers as unit-length TF-IDF rows; ``extend`` adds papers without refitting anything."""
 
@@ -167,6 +270,7 @@ class Corpus:
         self.df = np.zeros(N_FEATURES, dtype=np.int32)
         self.version = 0
         self._matrix: sp.csr_matrix | None = None
+        self._borrowed = np.zeros(0, dtype=np.int64)  # rows of ``matrix`` smoothed by their neighbours
         self._idf: np.ndarray | None = None
         self._mean: sp.csr_matrix | None = None
         self._mean_dense: np.ndarray | None = None
@@ -240,13 +344,27 @@ class Corpus:
 
     @property
     def matrix(self) -> sp.csr_matrix:
-        """Unit-length TF-IDF rows, in ``ids`` order, under the current IDF."""
+        """The rows relevance is computed on, in ``ids`` order, under the current IDF: each paper's own
+        unit-length TF-IDF row, a short paper's smoothed by its nearest papers (``smoothed``)."""
         if self._matrix is None:
-            if len(self._counts) > 1:
-                self._counts = [sp.vstack(self._counts, format="csr")]
-            counts = self._counts[0] if self._counts else sp.csr_matrix((0, N_FEATURES), dtype=np.float32)
-            self._matrix = self._weigh(counts)
+            self._matrix, self._borrowed = smoothed(self._weigh(self._all_counts()), self.df)
         return self._matrix
+
+    def own(self, rows: Sequence[int] | np.ndarray) -> sp.csr_matrix:
+        """The given papers' own rows (``matrix`` before smoothing): what a paper's text itself says, for
+        the words a pick is explained by and for near-copies. The rows that borrowed are weighed again
+        from the stored counts, so the corpus holds no second copy of its rows."""
+        rows = np.asarray(rows, dtype=np.int64)
+        own = self.matrix[rows]
+        borrowed = np.flatnonzero(np.isin(rows, self._borrowed))
+        if borrowed.size == 0:
+            return own
+        return _replaced(own, borrowed, self._weigh(self._all_counts()[rows[borrowed]]))
+
+    def _all_counts(self) -> sp.csr_matrix:
+        if len(self._counts) > 1:
+            self._counts = [sp.vstack(self._counts, format="csr")]
+        return self._counts[0] if self._counts else sp.csr_matrix((0, N_FEATURES), dtype=np.float32)
 
     @property
     def mean(self) -> sp.csr_matrix:
@@ -265,6 +383,33 @@ class Corpus:
         if self._mean_dense is None:
             self._mean_dense = np.asarray(self.mean.toarray()).ravel()
         return np.asarray(rows @ self._mean_dense).ravel()
+
+    def distinct(self, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``np.unique(columns, return_inverse=True)`` for columns of this corpus' rows or encoded texts.
+
+        Many columns (a subscriber with hundreds of ratings) are marked in an array over the columns the
+        corpus uses and read back in order, which is linear where a sort is not (CiteULike, 2,707 cold
+        derivations: 0.67 → 0.39 s); fewer are sorted.
+        """
+        used, position = self._used()
+        if columns.size * 8 >= used.size:
+            compact = position[columns]
+            if (compact >= 0).all():
+                mark = np.zeros(used.size, dtype=bool)
+                mark[compact] = True
+                return used[mark], (np.cumsum(mark, dtype=np.int32) - 1)[compact]
+        return np.unique(columns, return_inverse=True)
+
+    def _used(self) -> tuple[np.ndarray, np.ndarray]:
+        """The columns with a weight in some paper (sorted), and each column's position among them (-1
+        for the others); once per corpus version."""
+        cached = self.memo.get(("used columns",))
+        if cached is None:
+            used = np.flatnonzero((self.df > 0) & (self.idf > 0))
+            position = np.full(N_FEATURES, -1, dtype=np.int32)
+            position[used] = np.arange(used.size, dtype=np.int32)
+            cached = self.memo[("used columns",)] = (used, position)
+        return cached  # type: ignore[return-value]
 
     def encode(self, texts: Sequence[str]) -> sp.csr_matrix:
         """Texts that are not (necessarily) papers, e.g. keyword phrases, weighted like the corpus."""

@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import cache, cached_property, lru_cache
@@ -89,6 +89,7 @@ CLASSIFIER_MIN_RATINGS = 10
 CLASSIFIER_C = 1.0
 CLASSIFIER_MAX_ITER = 500  # L-BFGS iterations (about 20 are used at 300 ratings)
 CLASSIFIER_MAX_RATINGS = 1000  # the classifier learns from the papers most recently rated (first time)
+SCORE_CHUNK = 64  # profiles scored together by ``score_many``
 GRAM_DENSE_MIN = 32  # columns in at least this many rated rows are multiplied densely (``_gram``)
 BACKGROUND_SHARE = 100.0  # the older papers' mean row, weighing this many times all the ratings together
 EXPANSION_DOCS = 10
@@ -135,8 +136,9 @@ def _dot(a: sp.csr_matrix, b: sp.csr_matrix) -> float:
 class Parts:
     """The weight vector's components, kept apart so an explanation can say which one drove a score.
 
-    Held as dense vectors over the few columns the keywords and the rated papers use; ``weights`` (what
-    scoring needs) is built at once, the sparse components only when an explanation or a test asks.
+    Held as dense vectors over the few columns the keywords and the rated papers use (``dense_weights``
+    is what scoring needs, over ``columns``); the sparse rows only when scoring, an explanation or a test
+    asks.
     """
 
     def __init__(
@@ -153,7 +155,8 @@ class Parts:
         self.liked_rows = liked_rows
         self.prior = 0.0 if n_disliked else PRIOR_WEIGHT  # the corpus-mean penalty, until a 👎
         learned = LIKED_WEIGHT * liked + CLASSIFIER_WEIGHT * classifier
-        self.weights = self._sparse(self.keyword_weight * keywords + learned - DISLIKED_WEIGHT * disliked)
+        weights = self.keyword_weight * keywords + learned - DISLIKED_WEIGHT * disliked
+        self.dense_weights = weights.astype(np.float32)
         # Kept for the explanation as float32 (a profile may sit in a per-process cache).
         self._keywords = keywords  # shared with the ``_Rated`` it came from
         self._liked, self._disliked, self._classifier = (
@@ -163,6 +166,11 @@ class Parts:
     @property
     def keyword_weight(self) -> float:
         return _keyword_weight(self.liked_rows.size)
+
+    @cached_property
+    def weights(self) -> sp.csr_matrix:
+        """The weight vector, a 1 x N_FEATURES row."""
+        return self._sparse(self.dense_weights)
 
     @cached_property
     def keywords(self) -> sp.csr_matrix:
@@ -227,14 +235,15 @@ class _Rated:
     def build(cls, corpus: Corpus, keywords: list[str], labels: Mapping[Hashable, int]) -> _Rated:
         ids = tuple(i for i in labels if i in corpus.index)
         rows = corpus.rows(ids)
-        sub = corpus.matrix[rows]
-        query = expand_keywords(corpus, keywords)
-        columns, local = np.unique(np.concatenate([sub.indices, query.indices]), return_inverse=True)
-        matrix = sp.csr_matrix(
-            (sub.data, local[: sub.nnz].astype(np.int32), sub.indptr), shape=(rows.size, columns.size)
+        indptr, indices, data = _gathered(corpus.matrix, rows)
+        query = expand_keywords(corpus, keywords) if keywords else None
+        columns, local = corpus.distinct(
+            indices if query is None else np.concatenate([indices, query.indices])
         )
+        matrix = sp.csr_matrix((data, local[: indices.size], indptr), shape=(rows.size, columns.size))
         dense = np.zeros(columns.size, dtype=np.float64)
-        dense[local[sub.nnz :]] = query.data
+        if query is not None:
+            dense[local[indices.size :]] = query.data
         values = np.array([labels[i] for i in ids], dtype=np.float64)
         sums = _side_sums(matrix, values, columns.size)
         rated = cls((id(corpus), corpus.version), ids, rows, values, columns, matrix, dense, sums, None, None)
@@ -330,6 +339,16 @@ class _Rated:
         )
 
 
+def _gathered(matrix: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """indptr, indices and data of ``matrix[rows]``, without building the matrix (a cold derivation per
+    subscriber: scipy's indexing costs more in its checks than in copying a few hundred rows)."""
+    starts = matrix.indptr[rows]
+    lengths = matrix.indptr[rows + 1] - starts
+    indptr = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    take = np.repeat(starts - indptr[:-1], lengths) + np.arange(indptr[-1])
+    return indptr, matrix.indices[take], matrix.data[take]
+
+
 def _background(corpus: Corpus, columns: np.ndarray) -> np.ndarray | None:
     """The older papers' mean row at ``columns`` only (None while there are no older papers): the
     classifier's weights live on the rated papers' terms, the mean only tells it which of those terms an
@@ -350,6 +369,8 @@ def _flattened(mean: np.ndarray) -> np.ndarray:
 def _side_sums(matrix: sp.csr_matrix, labels: np.ndarray, size: int) -> np.ndarray:
     """Σ of the 👍 rows and Σ of the 👎 rows in one ``bincount``: a 👎 row counts in a second copy of the
     columns."""
+    if not (labels < 0).any():  # 👍 only (every CiteULike case): one side
+        return np.vstack([np.bincount(matrix.indices, matrix.data, minlength=size), np.zeros(size)])
     side = np.repeat((labels < 0).astype(np.int64) * size, np.diff(matrix.indptr))
     return np.bincount(matrix.indices + side, matrix.data, minlength=2 * size).reshape(2, size)
 
@@ -493,6 +514,8 @@ class Profile:
 
         A paper without one has no true "why" and is never picked, whatever its score after the negative
         parts (👎, corpus mean) moved it. Words only: two English texts share character 4-grams anyway.
+        ``rows`` are the papers' own rows (``Corpus.own``): a word a short paper only borrowed from its
+        neighbours is not a reason to give.
         """
         weights = self.parts(corpus).weights
         keep = (weights.indices < BLOCK) & (weights.data > 0)
@@ -517,7 +540,7 @@ class Profile:
             similar = sparse_dot(corpus.matrix[parts.liked_rows], row)
             nearest = corpus.ids[int(parts.liked_rows[int(np.argmax(similar))])]
             return f"similar to “{_shorten(title_of(nearest))}” you liked"
-        return self._terms_reason(row, parts.weights, text)
+        return self._terms_reason(corpus.own([corpus.index[paper_id]]), parts.weights, text)
 
     def _terms_reason(self, row: sp.csr_matrix, weights: sp.csr_matrix, text: str) -> str:
         matched = [k for k in self.keywords if _mentions(text, k)]
@@ -552,14 +575,35 @@ class Profile:
         return cls(meta["keywords"], labels)
 
 
-def score_many(profiles: list[Profile], corpus: Corpus, rows: sp.csr_matrix) -> np.ndarray:
-    """``Profile.score`` for many profiles at once (profiles x rows), as one sparse product."""
-    parts = [p.parts(corpus) for p in profiles]
-    weights = sp.vstack([p.weights for p in parts], format="csr")
-    scores = (weights @ rows.T).toarray()
-    priors = np.array([p.prior for p in parts])
-    if priors.any():
-        scores -= priors[:, None] * corpus.generality(rows)[None, :]
+def score_many(profiles: Sequence[Profile], corpus: Corpus, rows: sp.csr_matrix) -> np.ndarray:
+    """``Profile.score`` for many profiles at once (profiles x rows).
+
+    Every profile scores every row, so the result is dense: rather than one sparse product (which first
+    sizes a sparse result, then fills it), each few profiles' weights are scattered into a dense block
+    over the columns the rows use and multiplied sparse x dense, column by column, so each weight row is
+    read once and the few rows of scores being summed stay in cache (CiteULike, 2,707 profiles x 3,396
+    titles: 0.5 s against 1.5 s for the sparse product). Profiles are derived a few at a time, so their
+    parts need not all be held at once.
+    """
+    rows = sp.csr_matrix(rows)
+    used = np.zeros(N_FEATURES, dtype=bool)
+    used[rows.indices] = True
+    local = np.cumsum(used, dtype=np.int32) - 1  # a used column's position among the used ones
+    compact = sp.csr_matrix(
+        (rows.data, local[rows.indices], rows.indptr), shape=(rows.shape[0], int(local[-1]) + 1)
+    ).tocsc()
+    generality = corpus.generality(rows)
+    scores = np.empty((len(profiles), rows.shape[0]))
+    dense = np.zeros((compact.shape[1], SCORE_CHUNK), dtype=np.float32)
+    for start in range(0, len(profiles), SCORE_CHUNK):
+        parts = [p.parts(corpus) for p in profiles[start : start + SCORE_CHUNK]]
+        columns = np.concatenate([p.columns for p in parts])
+        hit = used[columns]
+        at = local[columns[hit]], np.repeat(np.arange(len(parts)), [p.columns.size for p in parts])[hit]
+        dense[at] = np.concatenate([p.dense_weights for p in parts])[hit]
+        scores[start : start + len(parts)] = (compact @ dense[:, : len(parts)]).T
+        dense[at] = 0.0  # cheaper than a fresh zeroed block per chunk
+        scores[start : start + len(parts)] -= np.array([p.prior for p in parts])[:, None] * generality
     return scores
 
 

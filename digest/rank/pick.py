@@ -7,12 +7,13 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from digest.config import Settings
 from digest.models import DeliveryItem, Feedback, Paper, Subscriber, utcnow
-from digest.rank.corpus import Corpus, paper_text, phrase_pattern, sparse_dot
+from digest.rank.corpus import paper_text, phrase_pattern, sparse_dot
 from digest.rank.store import corpus_for, load_profile
 
 # Two picks whose TF-IDF cosine exceeds this are near-copies (the same work under two titles, or a paper
@@ -52,10 +53,9 @@ def pick_digest(
     profile = load_profile(session, subscriber)
     ids = [i for i in ids if i in corpus.index]
     rows = corpus.rows(ids)
-    matrix = corpus.matrix[rows]
-    scores = profile.score(corpus, matrix)
-    eligible = profile.evidence(corpus, matrix)
-    chosen = diverse_top(corpus, rows, scores, k, floor=settings.min_score, eligible=eligible)
+    own = corpus.own(rows)
+    scores = profile.score(corpus, corpus.matrix[rows])
+    chosen = diverse_top(own, scores, k, floor=settings.min_score, eligible=profile.evidence(corpus, own))
     papers = {p.id: p for p in session.scalars(select(Paper).where(Paper.id.in_([ids[i] for i in chosen])))}
     titles = _title_lookup(session)
     picks = []
@@ -79,29 +79,28 @@ def candidate_ids(session: Session, subscriber: Subscriber, since: dt.datetime) 
 
 
 def diverse_top(
-    corpus: Corpus,
-    rows: np.ndarray,
+    own: sp.csr_matrix,
     scores: np.ndarray,
     k: int,
     *,
     floor: float,
     eligible: np.ndarray | None = None,
 ) -> list[int]:
-    """Indices of the best scores, skipping near-copies of a pick already made.
+    """Indices of the best scores, skipping near-copies of a pick already made: by the papers' ``own``
+    rows (``Corpus.own``), not by what a short paper borrowed from its neighbours.
 
     ``eligible`` (``Profile.evidence``) marks the papers that share at least one feature with what the
     subscriber asked for or liked; the others have no true "why" and are never picked. Scores themselves
     may be negative (the 👎 and corpus-mean parts subtract), which says nothing against a paper on a day
     when every paper is below zero, so ``floor`` (``DIGEST_MIN_SCORE``) only applies when it is above 0.
     """
-    matrix = corpus.matrix
     chosen: list[int] = []
     for i in np.argsort(-scores, kind="stable"):
         if len(chosen) == k or (floor > 0 and scores[i] < floor):
             break
         if eligible is not None and not eligible[i]:
             continue
-        if chosen and sparse_dot(matrix[rows[chosen]], matrix[rows[i]]).max() > MAX_SIMILARITY:
+        if chosen and sparse_dot(own[chosen], own[i]).max() > MAX_SIMILARITY:
             continue
         chosen.append(int(i))
     return chosen
