@@ -191,17 +191,19 @@ def smoothed(plain: sp.csr_matrix, df: np.ndarray) -> tuple[sp.csr_matrix, np.nd
         return plain, row
     short = np.unique(row)  # the short papers that found a neighbour
     weight = share[row] / np.bincount(row, minlength=n)[row]  # their share of the neighbours' mean
-    mix = sp.csr_matrix(  # per short paper: its own row (1) plus its neighbours' (weight each)
-        (
-            np.concatenate([np.ones(short.size), weight]),
-            (
-                np.concatenate([np.arange(short.size), np.searchsorted(short, row)]),
-                np.concatenate([short, neighbour]),
-            ),
-        ),
-        shape=(short.size, n),
-    )
-    return _replaced(plain, short, _unit_rows((mix @ plain).tocsr())), short
+    return _replaced(
+        plain, short, _unit_rows((_mix(short, row, neighbour, weight, n) @ plain).tocsr())
+    ), short
+
+
+def _mix(
+    short: np.ndarray, row: np.ndarray, neighbour: np.ndarray, weight: np.ndarray, n: int
+) -> sp.csr_matrix:
+    """One row per short paper (``short``, sorted) over the ``n`` papers: 1 on the paper itself, ``weight``
+    on each of its neighbours (``row`` → ``neighbour`` pairs)."""
+    at = np.concatenate([np.arange(short.size), np.searchsorted(short, row)])
+    values = np.concatenate([np.ones(short.size), weight])
+    return sp.csr_matrix((values, (at, np.concatenate([short, neighbour]))), shape=(short.size, n))
 
 
 def _nearest(plain: sp.csr_matrix, df: np.ndarray, short: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -362,6 +364,7 @@ class Corpus:
         return _replaced(own, borrowed, self._weigh(self._all_counts()[rows[borrowed]]))
 
     def _all_counts(self) -> sp.csr_matrix:
+        """Every paper's term counts, in ``ids`` order (the batches added so far joined into one)."""
         if len(self._counts) > 1:
             self._counts = [sp.vstack(self._counts, format="csr")]
         return self._counts[0] if self._counts else sp.csr_matrix((0, N_FEATURES), dtype=np.float32)

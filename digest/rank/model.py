@@ -586,12 +586,7 @@ def score_many(profiles: Sequence[Profile], corpus: Corpus, rows: sp.csr_matrix)
     parts need not all be held at once.
     """
     rows = sp.csr_matrix(rows)
-    used = np.zeros(N_FEATURES, dtype=bool)
-    used[rows.indices] = True
-    local = np.cumsum(used, dtype=np.int32) - 1  # a used column's position among the used ones
-    compact = sp.csr_matrix(
-        (rows.data, local[rows.indices], rows.indptr), shape=(rows.shape[0], int(local[-1]) + 1)
-    ).tocsc()
+    used, local, compact = _by_used_column(rows)
     generality = corpus.generality(rows)
     scores = np.empty((len(profiles), rows.shape[0]))
     dense = np.zeros((compact.shape[1], SCORE_CHUNK), dtype=np.float32)
@@ -605,6 +600,18 @@ def score_many(profiles: Sequence[Profile], corpus: Corpus, rows: sp.csr_matrix)
         dense[at] = 0.0  # cheaper than a fresh zeroed block per chunk
         scores[start : start + len(parts)] -= np.array([p.prior for p in parts])[:, None] * generality
     return scores
+
+
+def _by_used_column(rows: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, sp.csc_matrix]:
+    """Which columns ``rows`` use, each column's position among those, and ``rows`` over those columns
+    only, stored column by column."""
+    used = np.zeros(N_FEATURES, dtype=bool)
+    used[rows.indices] = True
+    local = np.cumsum(used, dtype=np.int32) - 1
+    compact = sp.csr_matrix(
+        (rows.data, local[rows.indices], rows.indptr), shape=(rows.shape[0], int(local[-1]) + 1)
+    )
+    return used, local, compact.tocsc()
 
 
 def expand_keywords(corpus: Corpus, keywords: list[str]) -> sp.csr_matrix:
