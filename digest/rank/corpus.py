@@ -154,16 +154,14 @@ def sparse_dot(rows: sp.csr_matrix, vector: sp.csr_matrix) -> np.ndarray:
     at[at == columns.size] = 0
     hit = columns[at] == rows.indices
     products = np.where(hit, values[at] * rows.data, 0.0)
-    row_of = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
-    return np.bincount(row_of, weights=products, minlength=rows.shape[0])
+    return np.bincount(row_of(rows), weights=products, minlength=rows.shape[0])
 
 
 def normalize_blocks(weighted: sp.csr_matrix) -> sp.csr_matrix:
     """Each block of each row to unit length, then the row to unit length (in place; returned)."""
     n_rows = weighted.shape[0]
-    row_of = np.repeat(np.arange(n_rows), np.diff(weighted.indptr))
     block = (weighted.indices >= BLOCK).astype(np.int64)
-    cell = row_of * 2 + block
+    cell = row_of(weighted) * 2 + block
     squares = np.bincount(cell, weights=weighted.data.astype(np.float64) ** 2, minlength=2 * n_rows)
     norms = np.sqrt(squares).reshape(n_rows, 2)
     blocks_present = (norms > 0).sum(axis=1)
@@ -184,7 +182,7 @@ def smoothed(plain: sp.csr_matrix, df: np.ndarray) -> tuple[sp.csr_matrix, np.nd
     less than ``MIN_BORROW`` are not even searched.
     """
     n = plain.shape[0]
-    share = SHORT_MU / (SHORT_MU + np.bincount(_row_of(plain)[plain.indices < BLOCK], minlength=n))
+    share = SHORT_MU / (SHORT_MU + np.bincount(row_of(plain)[plain.indices < BLOCK], minlength=n))
     short = np.flatnonzero(share >= MIN_BORROW)
     row, neighbour = _nearest(plain, df, short)
     if row.size == 0:
@@ -223,7 +221,7 @@ def _nearest(plain: sp.csr_matrix, df: np.ndarray, short: np.ndarray) -> tuple[n
     keep = theirs[plain.indices] & (df[plain.indices] <= most)
     columns, local = np.unique(plain.indices[keep], return_inverse=True)
     rare = sp.csr_matrix(
-        (plain.data[keep], (_row_of(plain)[keep], local)), shape=(plain.shape[0], columns.size)
+        (plain.data[keep], (row_of(plain)[keep], local)), shape=(plain.shape[0], columns.size)
     )
     sims = (rare[short] @ rare.T).tocoo()
     other = sims.col != short[sims.row]  # never its own neighbour
@@ -239,11 +237,11 @@ def _nearest(plain: sp.csr_matrix, df: np.ndarray, short: np.ndarray) -> tuple[n
 
 def _unit_rows(rows: sp.csr_matrix) -> sp.csr_matrix:
     """Each row scaled to unit length (in place; returned), with sorted indices."""
-    row_of = _row_of(rows)
+    rows_of = row_of(rows)
     norms = np.sqrt(
-        np.bincount(row_of, weights=np.square(rows.data, dtype=np.float64), minlength=rows.shape[0])
+        np.bincount(rows_of, weights=np.square(rows.data, dtype=np.float64), minlength=rows.shape[0])
     )
-    rows.data = (rows.data / norms[row_of]).astype(np.float32)
+    rows.data = (rows.data / norms[rows_of]).astype(np.float32)
     rows.sort_indices()
     return rows
 
@@ -255,7 +253,7 @@ def _replaced(matrix: sp.csr_matrix, at: np.ndarray, rows: sp.csr_matrix) -> sp.
     return sp.vstack([matrix, rows], format="csr")[order]
 
 
-def _row_of(matrix: sp.csr_matrix) -> np.ndarray:
+def row_of(matrix: sp.csr_matrix) -> np.ndarray:
     """The row of each stored value of a CSR matrix."""
     return np.repeat(np.arange(matrix.shape[0]), np.diff(matrix.indptr))
 

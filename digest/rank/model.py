@@ -74,7 +74,7 @@ import scipy.special
 from sklearn.feature_extraction import FeatureHasher
 from threadpoolctl import ThreadpoolController
 
-from digest.rank.corpus import ANALYZER, BLOCK, N_FEATURES, Corpus, phrase_pattern, sparse_dot
+from digest.rank.corpus import ANALYZER, BLOCK, N_FEATURES, Corpus, phrase_pattern, row_of, sparse_dot
 
 STATE_FORMAT = 1
 # Chosen by measurement on the dev replay and CiteULike files (README, "Ranking model").
@@ -421,7 +421,7 @@ def _grown_gram(gram: np.ndarray, rows: sp.csr_matrix, added: int) -> np.ndarray
         return _gram(rows)
     fresh = rows[kept:]
     block = np.zeros((rows.shape[1], added))  # the new rows scattered: one mat-vec each, no sparse product
-    block[fresh.indices, np.repeat(np.arange(added), np.diff(fresh.indptr))] = fresh.data
+    block[fresh.indices, row_of(fresh)] = fresh.data
     cross = rows @ block
     grown = np.empty((rows.shape[0], rows.shape[0]))
     grown[:kept, :kept] = gram[gram.shape[0] - kept :, gram.shape[0] - kept :]
