@@ -1,4 +1,4 @@
-"""The dispatch loop: claim one due subscription at a time, send its digest, move its next send time.
+"""The daily run: send each due subscriber's digest once, record it, and move their next send time.
 
 Why the schedule lives in our own ``subscribers`` table (``next_send_at`` + a ``claimed_until`` lease)
 and not as one APScheduler job per subscriber: APScheduler 3's FAQ, "How do I share a single job store
@@ -6,7 +6,7 @@ among one or more worker processes?" answers "Short answer: You can't." — a pe
 shared by two processes leads to duplicate or missed runs, because APScheduler has no inter-process
 synchronisation (https://apscheduler.readthedocs.io/en/3.x/faq.html). Two ``digest serve`` processes
 on one PostgreSQL database are a supported setup, so each process keeps only a few in-memory periodic
-jobs (``digest.schedule``) and the database row is the single source of truth, claimed atomically.
+jobs (``digest.jobs``) and the database row is the single source of truth, claimed atomically.
 
 The life of one due subscription (each step its own short transaction):
 
@@ -14,34 +14,42 @@ The life of one due subscription (each step its own short transaction):
    :seen AND status = 'active' AND (claimed_until IS NULL OR claimed_until < now)``. Exactly one
    process sees ``rowcount == 1``: on PostgreSQL the second UPDATE waits for the first one's row lock
    and then re-checks its WHERE against the committed row (READ COMMITTED); SQLite serialises writers.
-2. **send** — ``send_digest`` builds, sends and records the delivery in the ledger.
+2. **send** — ``send_digest`` composes, claims the ledger row, sends and records (``digest.deliver.ledger``).
 3. **release** — ``next_send_at`` moves to the first slot after *now* (not after the missed slot: after
    downtime a subscriber gets at most one digest for the whole missed period) and the lease is cleared.
 
-``next_send_at`` only moves at release. A process that dies (or is killed) between claim and release
-leaves the row claimable again once the lease runs out; the ledger's unique (subscriber, digest date)
-row makes that retry ``already_sent`` if the digest did go out, so there is never a double send and
-never a silently lost day.
+This module is the only writer of ``next_send_at`` after a send: at release, or when a failed send's
+retry time (the ledger's retry policy) pulls it forward. A process that dies (or is killed) between claim
+and release leaves the row claimable again once the lease runs out; the ledger's unique (subscriber,
+digest date) row makes that retry ``already_sent`` if the digest did go out, so there is never a double
+send and never a silently lost day.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import random
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from sqlalchemy import case, or_, select, update
+from sqlalchemy.orm import Session
 
+from digest.calendar import digest_date_for, next_send_time, previous_send_time
+from digest.compose import RenderedDigest, render_digest
 from digest.config import Settings
 from digest.db import Database
-from digest.deliver.service import Transports, send_digest
-from digest.models import Subscriber, utcnow
-from digest.schedule import digest_date_for, next_send_time, previous_send_time
+from digest.deliver import ledger
+from digest.deliver.base import TransportError
+from digest.deliver.ledger import DeliveryOutcome
+from digest.deliver.transports import Transports
+from digest.models import Outcome, Subscriber, SubscriberStatus, utcnow
+from digest.subscribers import local_date
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +57,162 @@ log = logging.getLogger(__name__)
 DEFAULT_LEASE = dt.timedelta(minutes=10)
 # Candidates read per query; claims are still made (and may be lost) one by one.
 BATCH = 64
+
+
+# --- one digest -------------------------------------------------------------------------------------------
+
+
+def send_digest(
+    db: Database,
+    settings: Settings,
+    subscriber_id: int,
+    digest_date: dt.date,
+    *,
+    now: dt.datetime | None = None,
+    dry_run: bool = False,
+    transports: Transports | None = None,
+) -> DeliveryOutcome:
+    """Send ``subscriber_id``'s digest for ``digest_date`` at most once (``digest.deliver.ledger``).
+
+    A ``TransportError`` is caught here, and only here: the ledger records it; any other exception from
+    a transport means the outcome is unknown, so the claim stays and the exception goes on.
+    """
+    now = now or utcnow()
+    own = transports is None
+    transports = transports or Transports(settings)
+    try:
+        return _send(db, settings, subscriber_id, digest_date, now, dry_run, transports)
+    finally:
+        if own:
+            transports.close()
+
+
+def _send(
+    db: Database,
+    settings: Settings,
+    subscriber_id: int,
+    digest_date: dt.date,
+    now: dt.datetime,
+    dry_run: bool,
+    transports: Transports,
+) -> DeliveryOutcome:
+    outcome = DeliveryOutcome(subscriber_id, digest_date, Outcome.FAILED)
+    with db.session() as session:
+        subscriber = session.get(Subscriber, subscriber_id)
+        done = ledger.settled(session, subscriber, outcome)
+        if done is not None:
+            return done
+        assert subscriber is not None
+        rendered = render_digest(session, settings, subscriber, digest_date, now)
+    outcome.paper_ids = rendered.paper_ids
+    if dry_run:
+        return dataclasses.replace(outcome, status=Outcome.DRY_RUN)
+    if not rendered.paper_ids:
+        return ledger.record_empty(db, settings, subscriber_id, outcome, now)
+    if not ledger.claim(db, rendered.channel, _items(rendered), outcome, now):
+        reason = "another process claimed it first"
+        return dataclasses.replace(outcome, status=Outcome.ALREADY_SENT, reason=reason)
+    return _deliver(db, settings, rendered, outcome, now, transports)
+
+
+def _items(rendered: RenderedDigest) -> list[ledger.Item]:
+    return [ledger.Item(pick.paper.id, pick.score, pick.why) for pick in rendered.picks]
+
+
+def _deliver(
+    db: Database,
+    settings: Settings,
+    rendered: RenderedDigest,
+    outcome: DeliveryOutcome,
+    now: dt.datetime,
+    transports: Transports,
+) -> DeliveryOutcome:
+    try:
+        receipt = transports.for_channel(rendered.channel).send(rendered.message)
+    except TransportError as exc:
+        with db.session() as session:
+            failed = ledger.record_failure(session, settings, outcome, exc, now)
+            _reschedule_failed(session, failed, now)
+        return failed
+    except Exception as exc:
+        ledger.note_unknown(db, outcome, exc)
+        raise
+    return ledger.record_sent(db, outcome, receipt, now)
+
+
+def _reschedule_failed(session: Session, failed: DeliveryOutcome, now: dt.datetime) -> None:
+    """A disabled channel leaves the schedule; a transient failure pulls the next send forward to its retry
+    time, so the dispatch loop comes back for the same digest date (release keeps a moved next_send_at)."""
+    subscriber = session.get(Subscriber, failed.subscriber_id)
+    assert subscriber is not None
+    if subscriber.status == SubscriberStatus.DISABLED:
+        subscriber.next_send_at = None
+        return
+    upcoming, retry_at = subscriber.next_send_at, failed.retry_at
+    if retry_at is not None and (upcoming is None or upcoming <= now or retry_at < upcoming):
+        subscriber.next_send_at = retry_at
+
+
+# --- a batch (``digest send``) ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class BatchReport:
+    outcomes: list[DeliveryOutcome] = dataclasses.field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        counter = Counter(outcome.status for outcome in self.outcomes)
+        return {status: counter.get(status, 0) for status in Outcome}
+
+
+def send_many(
+    db: Database,
+    settings: Settings,
+    subscriber_ids: Iterable[int],
+    *,
+    digest_date: dt.date | None = None,
+    now: dt.datetime | None = None,
+    dry_run: bool = False,
+) -> BatchReport:
+    """Send each subscriber's digest over shared transports; one subscriber's error never stops the batch.
+
+    Without ``digest_date`` each subscriber gets the digest of their own local date at ``now``.
+    """
+    now = now or utcnow()
+    report = BatchReport()
+    transports = Transports(settings)
+    try:
+        for subscriber_id in subscriber_ids:
+            report.outcomes.append(
+                _send_one(db, settings, subscriber_id, digest_date, now, dry_run, transports)
+            )
+    finally:
+        transports.close()
+    return report
+
+
+def _send_one(
+    db: Database,
+    settings: Settings,
+    subscriber_id: int,
+    digest_date: dt.date | None,
+    now: dt.datetime,
+    dry_run: bool,
+    transports: Transports,
+) -> DeliveryOutcome:
+    if digest_date is None:
+        with db.session() as session:
+            digest_date = local_date(session, subscriber_id, now)
+    try:
+        return send_digest(
+            db, settings, subscriber_id, digest_date, now=now, dry_run=dry_run, transports=transports
+        )
+    except Exception as exc:  # a bug or an unknown-outcome error: this subscriber's alone
+        log.exception("sending to subscriber %s failed", subscriber_id)
+        return DeliveryOutcome(subscriber_id, digest_date, Outcome.FAILED, reason=f"error: {exc!r}")
+
+
+# --- the dispatch loop ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -163,7 +327,9 @@ class Dispatcher:
                 Subscriber.weekdays,
                 Subscriber.cadence,
             )
-            .where(Subscriber.status == "active", Subscriber.next_send_at <= now, _unclaimed(now))
+            .where(
+                Subscriber.status == SubscriberStatus.ACTIVE, Subscriber.next_send_at <= now, _unclaimed(now)
+            )
             .order_by(Subscriber.next_send_at, Subscriber.id)
             .limit(limit)
         )
@@ -187,7 +353,7 @@ class Dispatcher:
             .where(
                 Subscriber.id == due.id,
                 Subscriber.next_send_at == due.slot,  # unchanged since we read it…
-                Subscriber.status == "active",
+                Subscriber.status == SubscriberStatus.ACTIVE,
                 _unclaimed(now),  # …and nobody holds a live lease on it
             )
             .values(claimed_until=until)

@@ -6,12 +6,14 @@ Times are stored as naive UTC datetimes (SQLite keeps no zone); ``utcnow()`` is 
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Date,
     DateTime,
+    Enum,
     Float,
     ForeignKey,
     Index,
@@ -37,6 +39,74 @@ NAMING = {
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+# --- statuses and kinds: stored as their string values (VARCHAR, no database enum type) -----------------
+
+
+class SubscriberStatus(StrEnum):
+    PENDING = "pending"  # a web sign-up awaiting its confirmation click
+    ACTIVE = "active"
+    PAUSED = "paused"
+    UNSUBSCRIBED = "unsubscribed"
+    DISABLED = "disabled"  # the channel failed permanently too often
+
+
+LIVE_STATUSES = (SubscriberStatus.PENDING, SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED)
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    SLACK_WEBHOOK = "slack_webhook"
+    SLACK_BOT = "slack_bot"
+
+
+class Cadence(StrEnum):
+    DAILY = "daily"
+    WEEKLY = "weekly"
+
+
+class DeliveryStatus(StrEnum):
+    """A ledger row's state."""
+
+    SENDING = "sending"  # claimed; the transport call is in progress (or its outcome is unknown)
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED_EMPTY = "skipped_empty"
+
+
+class Outcome(StrEnum):
+    """What one send attempt reports (``already_sent`` and ``dry_run`` are never stored)."""
+
+    SENT = "sent"
+    SKIPPED_EMPTY = "skipped_empty"
+    FAILED = "failed"
+    ALREADY_SENT = "already_sent"
+    DRY_RUN = "dry_run"
+
+
+class FileStatus(StrEnum):
+    INGESTED = "ingested"
+    REJECTED = "rejected"
+    ALREADY_SEEN = "already_seen"  # reported for a file offered again; never stored
+
+
+class FeedbackSource(StrEnum):
+    WEB = "web"
+    SLACK = "slack"
+    CLI = "cli"
+    EVAL = "eval"
+
+
+def _stored(kind: type[StrEnum], length: int = 16) -> Enum:
+    """A VARCHAR holding the enum's values, read back as members (no CHECK constraint, no native type)."""
+    return Enum(
+        kind,
+        native_enum=False,
+        create_constraint=False,
+        length=length,
+        values_callable=lambda members: [member.value for member in members],
+    )
 
 
 class Base(DeclarativeBase):
@@ -78,7 +148,7 @@ class DigestFile(Base):
     content_hash: Mapped[str] = mapped_column(String(64), unique=True)
     size: Mapped[int] = mapped_column(Integer, default=0)
     format: Mapped[str | None] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16))  # ingested | rejected
+    status: Mapped[FileStatus] = mapped_column(_stored(FileStatus))
     error: Mapped[str | None] = mapped_column(Text)
     digest_date: Mapped[dt.date | None] = mapped_column(Date)
     papers_total: Mapped[int] = mapped_column(Integer, default=0)
@@ -108,15 +178,13 @@ class Appearance(Base):
 class Subscriber(Base):
     """A subscription: one channel (email, Slack webhook or Slack bot channel) and its preferences.
 
-    ``status``: pending (web sign-up awaiting confirmation), active, paused, unsubscribed, disabled
-    (the channel failed permanently too often). ``next_send_at`` (UTC) is the scheduling state that
-    the dispatch job claims with a conditional UPDATE.
+    ``next_send_at`` (UTC) is the scheduling state that the dispatch job claims with a conditional UPDATE.
     """
 
     __tablename__ = "subscribers"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    channel: Mapped[str] = mapped_column(String(16))  # email | slack_webhook | slack_bot
+    channel: Mapped[Channel] = mapped_column(_stored(Channel))
     email: Mapped[str | None] = mapped_column(String(320), index=True)
     slack_webhook_url: Mapped[str | None] = mapped_column(Text)
     slack_channel: Mapped[str | None] = mapped_column(String(64))
@@ -125,9 +193,11 @@ class Subscriber(Base):
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     send_time: Mapped[str] = mapped_column(String(5), default="08:00")  # HH:MM local
     weekdays: Mapped[str] = mapped_column(String(7), default="0123456")  # Monday=0 … Sunday=6
-    cadence: Mapped[str] = mapped_column(String(8), default="daily")  # daily | weekly
+    cadence: Mapped[Cadence] = mapped_column(_stored(Cadence, 8), default=Cadence.DAILY)
     digest_size: Mapped[int] = mapped_column(Integer, default=10)
-    status: Mapped[str] = mapped_column(String(16), default="active", index=True)
+    status: Mapped[SubscriberStatus] = mapped_column(
+        _stored(SubscriberStatus), default=SubscriberStatus.ACTIVE, index=True
+    )
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     confirmed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     next_send_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
@@ -150,7 +220,7 @@ class Feedback(Base):
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"))
     paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"))
     value: Mapped[int] = mapped_column(SmallInteger)
-    source: Mapped[str] = mapped_column(String(16), default="web")  # web | slack | cli | eval
+    source: Mapped[FeedbackSource] = mapped_column(_stored(FeedbackSource), default=FeedbackSource.WEB)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -168,10 +238,7 @@ class SubscriberModel(Base):
 
 
 class Delivery(Base):
-    """The ledger: one row per (subscriber, digest date), whatever happened to it.
-
-    ``status``: sending (claimed, transport call in progress), sent, failed, skipped_empty.
-    """
+    """The ledger: one row per (subscriber, digest date), whatever happened to it."""
 
     __tablename__ = "deliveries"
     __table_args__ = (UniqueConstraint("subscriber_id", "digest_date"),)
@@ -179,8 +246,8 @@ class Delivery(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
     digest_date: Mapped[dt.date] = mapped_column(Date)
-    channel: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[Channel] = mapped_column(_stored(Channel))
+    status: Mapped[DeliveryStatus] = mapped_column(_stored(DeliveryStatus))
     reason: Mapped[str | None] = mapped_column(Text)
     message_id: Mapped[str | None] = mapped_column(String(255))
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -19,7 +19,7 @@ import uvicorn
 
 from digest.config import Settings
 from digest.db import Database
-from digest.schedule import build_scheduler
+from digest.jobs import build_scheduler
 
 log = logging.getLogger(__name__)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

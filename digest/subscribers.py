@@ -1,4 +1,5 @@
-"""Subscriptions: create, change and delete them, with every field checked the same way everywhere.
+"""Subscriptions: create, change and delete them, with every field checked the same way everywhere; and
+the queries that find subscribers.
 
 The CLI (`digest subscribe`) and the web form both come through here, so a bad value gets the same clear
 :class:`InvalidSubscription` (``field`` = the keyword argument / form field name) and nothing is stored.
@@ -24,6 +25,7 @@ import re
 from collections.abc import Iterable
 from email.errors import HeaderParseError
 from email.headerregistry import Address
+from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -31,12 +33,23 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from digest.calendar import digest_date_for, next_send_time
 from digest.config import Settings
-from digest.models import Delivery, DeliveryItem, Feedback, Subscriber, SubscriberModel, utcnow
+from digest.models import (
+    LIVE_STATUSES,
+    Cadence,
+    Channel,
+    Delivery,
+    DeliveryItem,
+    Feedback,
+    Subscriber,
+    SubscriberModel,
+    SubscriberStatus,
+    utcnow,
+)
 
-STATUSES = ("pending", "active", "paused", "unsubscribed", "disabled")
-LIVE_STATUSES = ("pending", "active", "paused")
-CADENCES = ("daily", "weekly")
+STATUSES = tuple(SubscriberStatus)
+CADENCES = tuple(Cadence)
 MAX_KEYWORDS = 50
 MAX_KEYWORD_CHARS = 100
 MAX_DIGEST_SIZE = 50
@@ -177,10 +190,11 @@ def clean_weekdays(value: str | Iterable[int | str]) -> str:
     return "".join(sorted(days))
 
 
-def clean_choice(field: str, value: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise InvalidSubscription(field, f"{value!r} is not one of {', '.join(choices)}")
-    return value
+def clean_choice(field: str, value: str, choices: tuple[StrEnum, ...]) -> StrEnum:
+    for choice in choices:
+        if value == choice:
+            return choice
+    raise InvalidSubscription(field, f"{value!r} is not one of {', '.join(choices)}")
 
 
 def _clean_preference(field: str, value: Any, default_size: int) -> Any:
@@ -216,7 +230,7 @@ def create_subscriber(
     digest_size: int | str | None = None,
     weekdays: str | Iterable[int | str] = "0123456",
     cadence: str = "daily",
-    status: str = "active",
+    status: str = SubscriberStatus.ACTIVE,
 ) -> Subscriber:
     """Check every field, store the subscription and schedule its first digest; nothing is stored on error."""
     channel, destination = _channel(settings, email, slack_webhook_url, slack_channel)
@@ -243,7 +257,7 @@ def create_subscriber(
 
 def _channel(
     settings: Settings, email: str | None, webhook: str | None, channel: str | None
-) -> tuple[str, dict[str, str]]:
+) -> tuple[Channel, dict[str, str]]:
     given = [
         name
         for name, value in (("email", email), ("slack_webhook_url", webhook), ("slack_channel", channel))
@@ -255,13 +269,13 @@ def _channel(
             "give exactly one of: an email address, a Slack webhook URL, a Slack channel id",
         )
     if email:
-        return "email", {"email": clean_email(email)}
+        return Channel.EMAIL, {"email": clean_email(email)}
     if webhook:
-        return "slack_webhook", {"slack_webhook_url": clean_webhook_url(webhook, settings)}
-    return "slack_bot", {"slack_channel": clean_slack_channel(channel or "")}
+        return Channel.SLACK_WEBHOOK, {"slack_webhook_url": clean_webhook_url(webhook, settings)}
+    return Channel.SLACK_BOT, {"slack_channel": clean_slack_channel(channel or "")}
 
 
-def _refuse_duplicate(session: Session, channel: str, destination: dict[str, str]) -> None:
+def _refuse_duplicate(session: Session, channel: Channel, destination: dict[str, str]) -> None:
     ((column_name, value),) = destination.items()
     column = getattr(Subscriber, column_name)
     match = func.lower(column) == value.lower() if column_name == "email" else column == value
@@ -282,7 +296,7 @@ def update_preferences(session: Session, subscriber: Subscriber, **fields: Any) 
     cleaned = {name: _clean_preference(name, value, subscriber.digest_size) for name, value in fields.items()}
     for name, value in cleaned.items():
         setattr(subscriber, name, value)
-    if cleaned.get("status") == "active":
+    if cleaned.get("status") == SubscriberStatus.ACTIVE:
         # Re-activating a disabled channel gives it a fresh run of allowed failures.
         subscriber.failure_count, subscriber.last_error = 0, None
     if SCHEDULE_FIELDS & cleaned.keys():
@@ -307,17 +321,64 @@ def purge_unconfirmed(session: Session, max_age: dt.timedelta, *, now: dt.dateti
     person's address, so it is deleted rather than left pending for ever.
     """
     cutoff = (now or utcnow()) - max_age
-    stale = select(Subscriber).where(Subscriber.status == "pending", Subscriber.created_at < cutoff)
+    stale = select(Subscriber).where(
+        Subscriber.status == SubscriberStatus.PENDING, Subscriber.created_at < cutoff
+    )
     rows = list(session.scalars(stale))
     for subscriber in rows:
         delete_subscriber(session, subscriber)
     return len(rows)
 
 
-def _next_send(subscriber: Subscriber):  # type: ignore[no-untyped-def]
-    # Imported here: the schedule module imports subscriber-facing code of its own.
-    from digest.schedule import next_send_time
-
-    if subscriber.status != "active":
+def _next_send(subscriber: Subscriber) -> dt.datetime | None:
+    if subscriber.status != SubscriberStatus.ACTIVE:
         return None
     return next_send_time(subscriber, utcnow())
+
+
+def schedule_unscheduled(session: Session, *, now: dt.datetime | None = None) -> int:
+    """Give active subscribers without a next send time one (e.g. a row added by hand); return how many."""
+    now = now or utcnow()
+    query = select(Subscriber).where(
+        Subscriber.status == SubscriberStatus.ACTIVE,
+        Subscriber.next_send_at.is_(None),
+        Subscriber.claimed_until.is_(None),
+    )
+    count = 0
+    for subscriber in session.scalars(query):
+        if (subscriber.last_error or "").startswith("schedule:"):
+            continue  # parked by dispatch; a preferences change reschedules it
+        try:
+            subscriber.next_send_at = next_send_time(subscriber, now)
+            count += 1
+        except ValueError as exc:
+            subscriber.last_error = f"schedule: {exc}"
+    return count
+
+
+# --- queries ------------------------------------------------------------------------------------------
+
+
+def active_subscriber_ids(session: Session) -> list[int]:
+    query = select(Subscriber.id).where(Subscriber.status == SubscriberStatus.ACTIVE).order_by(Subscriber.id)
+    return list(session.scalars(query))
+
+
+def find_subscriber_ids(session: Session, reference: str | None) -> list[int]:
+    """``None``: every active subscriber. Else an id, an email address or a Slack channel id (any status)."""
+    if reference is None:
+        return active_subscriber_ids(session)
+    text = reference.strip()
+    if text.isdigit():
+        match = select(Subscriber.id).where(Subscriber.id == int(text))
+    else:
+        match = select(Subscriber.id).where(
+            (func.lower(Subscriber.email) == text.lower()) | (Subscriber.slack_channel == text)
+        )
+    return list(session.scalars(match.order_by(Subscriber.id)))
+
+
+def local_date(session: Session, subscriber_id: int, now: dt.datetime) -> dt.date:
+    """The subscriber's own calendar date at ``now`` (UTC date for an unknown subscriber)."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    return digest_date_for(subscriber, now) if subscriber is not None else now.date()

@@ -10,7 +10,7 @@ from deliver_support import DAY, NOW, PAPERS, add_papers
 from sqlalchemy import func, select
 
 from digest.cli import main
-from digest.deliver.service import send_digest
+from digest.dispatch import send_digest
 from digest.models import Delivery, DeliveryItem
 from digest.subscribers import create_subscriber
 

@@ -8,7 +8,7 @@ from deliver_support import DAY, NOW, Reply, add_papers
 from sqlalchemy import select
 
 from digest.config import load_settings
-from digest.deliver.service import send_digest
+from digest.dispatch import send_digest
 from digest.models import Delivery, Subscriber
 from digest.signing import Signer
 from digest.subscribers import create_subscriber

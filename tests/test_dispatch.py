@@ -202,7 +202,7 @@ def test_a_retried_claim_after_a_crash_following_the_send_does_not_send_twice(se
     make_due(db, sid, NOW - dt.timedelta(hours=4))
     crashed = dispatcher(db, settings, lease=dt.timedelta(minutes=10))
     claim = crashed.claim(crashed.find_due(NOW)[0], NOW, DispatchReport())
-    from digest.deliver.service import send_digest
+    from digest.dispatch import send_digest
 
     assert send_digest(db, settings, sid, claim.digest_date, now=NOW).status == "sent"
     # …the process dies before releasing. After the lease another process picks the row up again:

@@ -23,8 +23,8 @@ from sqlalchemy import select
 from digest.config import Settings, load_settings
 from digest.db import Database
 from digest.dispatch import Dispatcher
+from digest.ingest.inbox import InboxWatcher
 from digest.models import Delivery, Subscriber
-from digest.schedule import InboxWatcher
 from digest.signing import Signer
 from digest.subscribers import create_subscriber
 from digest.web.app import create_app

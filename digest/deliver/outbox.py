@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 from digest.deliver.base import Outgoing, Transport, TransportError
-from digest.models import utcnow
+from digest.models import Channel, utcnow
 
 
 class OutboxTransport(Transport):
@@ -38,7 +38,7 @@ def _serialise(message: Outgoing) -> tuple[str, bytes]:
     if message.email is not None:
         return ".eml", message.email.as_bytes()
     payload = {"channel": message.destination, **(message.slack or {})}
-    if message.channel == "slack_webhook":
+    if message.channel == Channel.SLACK_WEBHOOK:
         payload["channel"] = "(incoming webhook)"  # the URL is a credential: keep it out of files
     return ".json", json.dumps(payload, ensure_ascii=False, indent=2).encode()
 

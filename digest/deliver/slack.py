@@ -10,7 +10,7 @@ reset connection once more. What still fails becomes a :class:`TransportError`:
   (``invalid_auth``: the operator's configuration, never a reason to disable a subscriber's channel).
 
 Slack has no idempotency key for ``chat.postMessage``: a request that timed out may still have posted.
-The delivery ledger (``digest.deliver.service``) therefore claims before sending and never resends a
+The delivery ledger (``digest.deliver.ledger``) therefore claims before sending and never resends a
 claim whose outcome is unknown.
 """
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse
 
 from digest import subscribers
-from digest.models import Subscriber
+from digest.models import Subscriber, SubscriberStatus
 from digest.subscribers import InvalidSubscription
 from digest.web.forms import (
     WEEKDAY_NAMES,
@@ -24,7 +24,7 @@ from digest.web.forms import (
 from digest.web.site import Site, get_subscriber, message, page, site_of
 
 router = APIRouter()
-STOPPED = ("unsubscribed", "disabled")
+STOPPED = (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.DISABLED)
 
 
 def _form_of(subscriber: Subscriber) -> PreferencesForm:
@@ -96,8 +96,8 @@ def _set_status(
     site: Site,
     token: str,
     csrf_token: str,
-    allowed_from: tuple[str, ...],
-    status: str,
+    allowed_from: tuple[SubscriberStatus, ...],
+    status: SubscriberStatus,
     note: str,
 ) -> HTMLResponse:
     link = site.token(token, {"preferences"})
@@ -118,8 +118,8 @@ def pause(request: Request, token: str, csrf_token: Annotated[str, Form()] = "")
         site_of(request),
         token,
         csrf_token,
-        ("active",),
-        "paused",
+        (SubscriberStatus.ACTIVE,),
+        SubscriberStatus.PAUSED,
         "Paused: no digest is sent until you resume.",
     )
 
@@ -133,8 +133,8 @@ def resume(request: Request, token: str, csrf_token: Annotated[str, Form()] = ""
         site_of(request),
         token,
         csrf_token,
-        ("paused", *STOPPED),
-        "active",
+        (SubscriberStatus.PAUSED, *STOPPED),
+        SubscriberStatus.ACTIVE,
         "Resumed: your next digest goes out at your chosen time.",
     )
 
@@ -190,8 +190,8 @@ def unsubscribe(
         site.csrf.check(request, csrf_token)
     with site.db.session() as session:
         subscriber = get_subscriber(session, link.subscriber_id)
-        if subscriber.status != "unsubscribed":
-            subscribers.update_preferences(session, subscriber, status="unsubscribed")
+        if subscriber.status != SubscriberStatus.UNSUBSCRIBED:
+            subscribers.update_preferences(session, subscriber, status=SubscriberStatus.UNSUBSCRIBED)
         preferences = site.links.preferences(subscriber.id).removeprefix(site.links.base_url)
     return message(
         request,

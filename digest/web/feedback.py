@@ -27,7 +27,7 @@ from sqlalchemy import bindparam, select, true
 from sqlalchemy.orm import Session
 
 from digest.db import WriterBusy
-from digest.models import Feedback, Paper, Subscriber, SubscriberModel
+from digest.models import Feedback, FeedbackSource, Paper, Subscriber, SubscriberModel
 from digest.rank import record_feedback
 from digest.signing import FEEDBACK_ACTIONS, Token
 from digest.web.site import Site, get_paper, get_subscriber, page, site_of
@@ -87,7 +87,7 @@ def _load_page(site: Site, link: Token) -> tuple[Paper, int | None]:
         return row[1], row[2]
 
 
-def record_vote(site: Site, link: Token, source: str, *, wait: bool = True) -> Paper:
+def record_vote(site: Site, link: Token, source: FeedbackSource, *, wait: bool = True) -> Paper:
     """Store the vote of a checked feedback token and update the model (NotFound for unknown ids)."""
     with site.db.write_session(wait=wait) as session:
         statement = _VOTE_WITH_MODEL if site.db.embedded else _VOTE_LOCKING
@@ -140,9 +140,9 @@ async def feedback_vote(
     try:
         if not site.db.embedded:
             raise WriterBusy  # PostgreSQL: always from a worker thread
-        paper = record_vote(site, link, "web", wait=False)
+        paper = record_vote(site, link, FeedbackSource.WEB, wait=False)
     except WriterBusy:
-        paper = await run_in_threadpool(record_vote, site, link, "web")
+        paper = await run_in_threadpool(record_vote, site, link, FeedbackSource.WEB)
     # The vote just stored is the newest, so it is the current one: no query needed to show it.
     return _feedback_page(request, site, link, paper, VOTE_VALUES[link.action], recorded=link.action)
 

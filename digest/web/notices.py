@@ -1,6 +1,6 @@
 """The messages the web app sends itself: the double opt-in confirmation and the "already subscribed" note.
 
-Email goes through `digest.deliver.service.send_email` (SMTP or the file outbox) with the
+Email goes through `digest.deliver.transports.send_email` (SMTP or the file outbox) with the
 `templates/email/confirm` triplet. A Slack sign-up gets the same link posted through the Slack transport
 to the destination it named (webhook or channel/member id; the outbox when no bot token is set), so
 someone who reads that conversation confirms it: a web visitor cannot start a digest in a channel alone.
@@ -12,8 +12,8 @@ import logging
 from typing import Any, Literal
 
 from digest.deliver.base import Outgoing
-from digest.deliver.service import Transports, send_email
-from digest.models import Subscriber
+from digest.deliver.transports import Transports, send_email
+from digest.models import Channel, Subscriber
 from digest.render import make_message, mrkdwn_escape
 from digest.web.site import Site
 
@@ -40,7 +40,7 @@ def send(site: Site, subscriber_id: int, kind: Kind) -> None:
         }
         channel, address = subscriber.channel, subscriber.email
     try:
-        if channel == "email" and address:
+        if channel == Channel.EMAIL and address:
             _send_email(site, address, context)
         else:
             _send_slack(site, subscriber, context)

@@ -21,6 +21,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from slack_sdk.signature import SignatureVerifier
 
+from digest.models import FeedbackSource
 from digest.signing import FEEDBACK_ACTIONS, BadToken
 from digest.web.feedback import record_vote
 from digest.web.site import NotFound, Site, site_of
@@ -104,7 +105,7 @@ def _handle_block_actions(site: Site, payload: dict[str, Any]) -> dict[str, Any]
 
 def _record(site: Site, value: str) -> tuple[str, int]:
     token = site.token(value, FEEDBACK_ACTIONS)
-    paper = record_vote(site, token, "slack")
+    paper = record_vote(site, token, FeedbackSource.SLACK)
     return token.action, paper.id
 
 

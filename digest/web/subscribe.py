@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from digest import subscribers
-from digest.models import Subscriber, utcnow
+from digest.models import LIVE_STATUSES, Subscriber, SubscriberStatus, utcnow
 from digest.subscribers import InvalidSubscription
 from digest.web import notices
 from digest.web.forms import (
@@ -87,12 +87,14 @@ def _sign_up(site: Site, fields: dict[str, Any]) -> tuple[int, str]:
     with site.db.sessions() as session:
         live = _live_subscription(session, site, destination)
         if live is None:
-            created = subscribers.create_subscriber(session, site.settings, **fields, status="pending")
+            created = subscribers.create_subscriber(
+                session, site.settings, **fields, status=SubscriberStatus.PENDING
+            )
             session.commit()
             return created.id, "confirm"
         # Same checks as a new sign-up, so errors look the same whether or not the address is known.
         subscribers.update_preferences(session, live, **prefs)
-        if live.status == "pending":
+        if live.status == SubscriberStatus.PENDING:
             session.commit()  # a second try before confirming: keep the newest choices, resend the link
             return live.id, "confirm"
         session.rollback()  # a live subscription changes only through its own signed preferences link
@@ -109,7 +111,7 @@ def _live_subscription(session: Session, site: Site, destination: dict[str, str]
     value = cleaners[name](raw)
     column = getattr(Subscriber, name)
     match = func.lower(column) == value.lower() if name == "email" else column == value
-    query = select(Subscriber).where(match, Subscriber.status.in_(subscribers.LIVE_STATUSES))
+    query = select(Subscriber).where(match, Subscriber.status.in_(LIVE_STATUSES))
     return session.scalars(query.order_by(Subscriber.id.desc()).limit(1)).first()
 
 
@@ -119,7 +121,7 @@ def confirm_page(request: Request, token: str) -> HTMLResponse:
     link = site.token(token, {"confirm"})
     with site.db.session() as session:
         subscriber = get_subscriber(session, link.subscriber_id)
-        if subscriber.status != "pending":
+        if subscriber.status != SubscriberStatus.PENDING:
             return _already(request, site, subscriber)
         return page(request, "confirm.html", subscriber=subscriber, token=token)
 
@@ -131,9 +133,9 @@ def confirm(request: Request, token: str, csrf_token: Annotated[str, Form()] = "
     site.csrf.check(request, csrf_token)
     with site.db.session() as session:
         subscriber = get_subscriber(session, link.subscriber_id)
-        if subscriber.status != "pending":
+        if subscriber.status != SubscriberStatus.PENDING:
             return _already(request, site, subscriber)
-        subscribers.update_preferences(session, subscriber, status="active")
+        subscribers.update_preferences(session, subscriber, status=SubscriberStatus.ACTIVE)
         subscriber.confirmed_at = utcnow()
         return message(
             request,
@@ -148,8 +150,8 @@ def confirm(request: Request, token: str, csrf_token: Annotated[str, Form()] = "
 def _already(request: Request, site: Site, subscriber: Subscriber) -> HTMLResponse:
     # An old confirmation link must not bring back a subscription that was stopped since.
     text = {
-        "active": "This subscription is already confirmed.",
-        "paused": "This subscription is confirmed and currently paused.",
+        SubscriberStatus.ACTIVE: "This subscription is already confirmed.",
+        SubscriberStatus.PAUSED: "This subscription is confirmed and currently paused.",
     }.get(subscriber.status, "This subscription was stopped; sign up again to restart it.")
     return message(request, "Nothing to confirm", text)
 

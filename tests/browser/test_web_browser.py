@@ -20,7 +20,7 @@ from web_support import add_paper, link_in, outbox_messages
 
 from digest.config import Settings, load_settings
 from digest.db import PROJECT_ROOT, Database
-from digest.deliver.service import send_digest
+from digest.dispatch import send_digest
 from digest.models import Feedback, Subscriber
 from digest.web.app import create_app
 

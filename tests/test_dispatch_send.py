@@ -1,4 +1,4 @@
-"""The ledger: at most once, never a paper twice, empty digests skipped, the outbox as embedded default."""
+"""Sending one digest and a batch: at most once, never a paper twice, empty digests skipped, the outbox."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from sqlalchemy import func, select
 
 from digest.cli import main
 from digest.deliver.base import Transport
-from digest.deliver.service import Transports, send_digest, send_many, stuck_claims
+from digest.deliver.ledger import stuck_claims
+from digest.deliver.transports import Transports
+from digest.dispatch import send_digest, send_many
 from digest.models import Delivery, DeliveryItem, Subscriber
 from digest.subscribers import create_subscriber
 
@@ -121,7 +123,8 @@ import datetime as dt, os, sys
 from digest.config import load_settings
 from digest.db import Database
 from digest.deliver.outbox import OutboxTransport
-from digest.deliver.service import Transports, send_digest
+from digest.deliver.transports import Transports
+from digest.dispatch import send_digest
 
 class DiesAfterSending(OutboxTransport):
     def send(self, message):

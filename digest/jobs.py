@@ -1,0 +1,67 @@
+"""The periodic jobs of ``digest serve``, wired to APScheduler: inbox, dispatch, maintenance, pulls.
+
+APScheduler runs only these few jobs, in memory, in each ``digest serve`` process; per-subscriber
+scheduling state lives in the database (``digest.dispatch`` says why).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from digest.config import Settings
+from digest.db import Database
+from digest.dispatch import Dispatcher, Queue
+from digest.ingest.hf_daily import hf_daily_job
+from digest.ingest.inbox import InboxWatcher
+from digest.subscribers import purge_unconfirmed, schedule_unscheduled
+
+log = logging.getLogger(__name__)
+
+
+def maintenance(db: Database, settings: Settings, *, now: dt.datetime | None = None) -> None:
+    """Hourly: schedule rows that lack a send time; erase sign-ups whose confirmation link expired."""
+    with db.session() as session:
+        scheduled = schedule_unscheduled(session, now=now)
+    with db.session() as session:
+        purged = purge_unconfirmed(session, dt.timedelta(days=settings.token_max_age_days), now=now)
+    if scheduled or purged:
+        log.info("maintenance: %d scheduled, %d unconfirmed sign-ups erased", scheduled, purged)
+
+
+def _queue(settings: Settings) -> Queue | None:
+    """With a broker configured, due digests go to Celery workers (``digest worker``) instead."""
+    if not settings.celery_broker_url:
+        return None
+    # Imported only when a broker is configured: Celery is an optional extra (`pip install '.[workers]'`).
+    from digest.workers import CeleryQueue
+
+    return CeleryQueue(settings)
+
+
+def build_scheduler(db: Database, settings: Settings, *, stop: threading.Event) -> BackgroundScheduler:
+    """The per-process scheduler: inbox, dispatch, maintenance and (if configured) the HF daily pull.
+
+    Every job starts once right away, never runs twice at the same time (``max_instances=1``), and
+    a run missed while the previous one was still busy is merged into one (``coalesce``).
+    """
+    scheduler = BackgroundScheduler(
+        timezone=dt.UTC,
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+    )
+    start = dt.datetime.now(dt.UTC)
+    watcher = InboxWatcher(db, settings.inbox, settle_seconds=max(settings.inbox_poll_seconds, 5))
+    dispatcher = Dispatcher(db, settings, stop=stop, queue=_queue(settings))
+    jobs = [
+        ("inbox", watcher.poll, settings.inbox_poll_seconds),
+        ("dispatch", dispatcher.run, settings.dispatch_interval_seconds),
+        ("maintenance", lambda: maintenance(db, settings), 3600),
+    ]
+    if settings.hf_daily_url:
+        jobs.append(("hf_daily", lambda: hf_daily_job(db, settings), 3600))
+    for name, func, seconds in jobs:
+        scheduler.add_job(func, "interval", seconds=seconds, id=name, name=name, next_run_time=start)
+    return scheduler

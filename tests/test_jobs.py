@@ -1,0 +1,69 @@
+"""The periodic jobs: maintenance, and the scheduler that runs them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+
+from digest.db import Database
+from digest.jobs import build_scheduler, maintenance
+from digest.models import Subscriber
+from digest.subscribers import schedule_unscheduled
+
+
+def utc(*args: int) -> dt.datetime:
+    return dt.datetime(*args)
+
+
+def scheduled(db: Database, now: dt.datetime) -> int:
+    with db.session() as session:
+        return schedule_unscheduled(session, now=now)
+
+
+def add_subscriber(db: Database, **fields: object) -> int:
+    values = {"channel": "email", "email": "ada@example.org", "keywords": ["attention"], **fields}
+    with db.session() as session:
+        subscriber = Subscriber(**values)
+        session.add(subscriber)
+        session.flush()
+        return subscriber.id
+
+
+def test_maintenance_schedules_active_subscribers_that_have_no_next_send_time(db):
+    active = add_subscriber(db, send_time="09:00")
+    paused = add_subscriber(db, email="bo@example.org", status="paused")
+    assert scheduled(db, utc(2025, 1, 1, 10)) == 1
+    with db.session() as session:
+        assert session.get(Subscriber, active).next_send_at == utc(2025, 1, 2, 9)
+        assert session.get(Subscriber, paused).next_send_at is None
+
+
+def test_maintenance_records_an_unusable_schedule_instead_of_failing(db):
+    broken = add_subscriber(db, timezone="Mars/Olympus")
+    assert scheduled(db, utc(2025, 1, 1)) == 0
+    with db.session() as session:
+        assert "timezone" in session.get(Subscriber, broken).last_error
+
+
+def test_maintenance_erases_sign_ups_whose_confirmation_link_has_expired(db, settings):
+    max_age = dt.timedelta(days=settings.token_max_age_days)
+    now = utc(2025, 6, 1)
+    stale = add_subscriber(db, status="pending", created_at=now - max_age - dt.timedelta(minutes=1))
+    fresh = add_subscriber(
+        db, email="bo@example.org", status="pending", created_at=now - dt.timedelta(days=1)
+    )
+    old_but_active = add_subscriber(db, email="cy@example.org", created_at=now - 2 * max_age)
+    maintenance(db, settings, now=now)
+    with db.session() as session:
+        assert session.get(Subscriber, stale) is None
+        assert session.get(Subscriber, fresh).status == "pending"
+        assert session.get(Subscriber, old_but_active).status == "active"
+
+
+def test_scheduler_has_the_periodic_jobs_and_the_hf_pull_only_when_configured(settings, db):
+    stop = threading.Event()
+    ids = {job.id for job in build_scheduler(db, settings, stop=stop).get_jobs()}
+    assert ids == {"inbox", "dispatch", "maintenance"}
+    configured = settings.model_copy(update={"hf_daily_url": "http://127.0.0.1:9/api/daily_papers"})
+    ids = {job.id for job in build_scheduler(db, configured, stop=stop).get_jobs()}
+    assert ids == {"inbox", "dispatch", "maintenance", "hf_daily"}
