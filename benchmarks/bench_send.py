@@ -50,7 +50,7 @@ from typing import Any
 from digest.config import Settings, load_settings
 from digest.db import Database
 from digest.deliver.base import Outgoing
-from digest.deliver.compose import email_message, unsubscribe_headers
+from digest.deliver.mime import email_message, unsubscribe_headers
 from digest.deliver.service import send_many
 from digest.deliver.smtp import SmtpTransport
 from digest.models import Paper

@@ -144,7 +144,7 @@ def test_send_email_delivers_a_single_message_by_smtp(data_dir, smtp_server):
 
 
 def test_wire_bytes_are_exactly_what_the_stdlib_generator_writes(data_dir):
-    from digest.deliver.compose import WIRE_POLICY, email_message, unsubscribe_headers, wire_bytes
+    from digest.deliver.mime import WIRE_POLICY, email_message, unsubscribe_headers, wire_bytes
 
     settings = load_settings(data_dir=data_dir, secret_key=TEST_SECRET, mail_from="Dïgest <d@example.org>")
     for content in (
@@ -158,7 +158,7 @@ def test_wire_bytes_are_exactly_what_the_stdlib_generator_writes(data_dir):
 def test_wire_bytes_normalise_line_ends_like_the_generator_in_parts_built_elsewhere(data_dir):
     from email.message import EmailMessage
 
-    from digest.deliver.compose import WIRE_POLICY, email_message, wire_bytes
+    from digest.deliver.mime import WIRE_POLICY, email_message, wire_bytes
 
     settings = load_settings(data_dir=data_dir, secret_key=TEST_SECRET)
     content = EmailContent("Line ends", "cr\ronly\r\nand crlf\nand lf\n", "<p>\r</p>")

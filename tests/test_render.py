@@ -12,7 +12,7 @@ import time_machine
 from jinja2 import DictLoader, Environment, FileSystemLoader, StrictUndefined
 
 from digest.config import load_settings
-from digest.deliver.compose import email_message, unsubscribe_headers
+from digest.deliver.mime import email_message, unsubscribe_headers
 from digest.models import Paper
 from digest.rank import Pick
 from digest.render import (

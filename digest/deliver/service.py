@@ -51,7 +51,7 @@ from sqlalchemy.orm import Session
 from digest.config import Settings
 from digest.db import Database
 from digest.deliver.base import Outgoing, Transport, TransportError
-from digest.deliver.compose import email_message, unsubscribe_headers
+from digest.deliver.mime import email_message, unsubscribe_headers
 from digest.deliver.outbox import OutboxTransport
 from digest.models import Delivery, DeliveryItem, Subscriber, utcnow
 from digest.render import EmailContent, digest_context, make_message, slack_message

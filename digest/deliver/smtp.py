@@ -20,7 +20,7 @@ from functools import cache
 
 from digest.config import Settings
 from digest.deliver.base import Outgoing, Transport, TransportError
-from digest.deliver.compose import wire_bytes
+from digest.deliver.mime import wire_bytes
 
 
 class SmtpTransport(Transport):

@@ -1,4 +1,4 @@
-"""Turning rendered content into messages: the MIME email and the Slack payload for one subscriber."""
+"""The MIME email: rendered content as a multipart/alternative message, and that message's SMTP wire form."""
 
 from __future__ import annotations
 
