@@ -102,10 +102,10 @@ def wire_bytes(message: EmailMessage) -> bytes:
     content_type = next((str(v) for k, v in message.raw_items() if k.lower() == "content-type"), "")
     found = _BOUNDARY.match(content_type)
     parts = message.get_payload() if found and message.preamble is None and message.epilogue is None else []
-    bodies = [part.get_payload() for part in parts]
-    if not found or not parts or not all(isinstance(body, str) and _in_wire_form(body) for body in bodies):
+    bodies = [_in_wire_form(part.get_payload()) for part in parts]
+    if not found or not parts or None in bodies:
         return message.as_bytes(policy=WIRE_POLICY)
-    chunks = [_head(part) + body.encode("ascii") for part, body in zip(parts, bodies, strict=True)]
+    chunks = [_head(part) + body for part, body in zip(parts, bodies, strict=True)]
     b = found.group(1).encode("ascii")
     # The CRLF before "--boundary" belongs to the delimiter, not to the part before it (RFC 2046 §5.1.1).
     return b"".join(
@@ -119,6 +119,9 @@ def _head(message: EmailMessage) -> bytes:
     return ("".join(lines) + "\r\n").encode("ascii")
 
 
-def _in_wire_form(body: str) -> bool:
-    """7-bit with CRLF line ends only, as :func:`_text_part` encodes it: the generator writes it as is."""
-    return body.isascii() and body.count("\r") == body.count("\n") == body.count("\r\n")
+def _in_wire_form(body: object) -> bytes | None:
+    """The body if 7-bit with CRLF line ends only as :func:`_text_part` writes it (the generator keeps it)."""
+    if not isinstance(body, str) or not body.isascii():
+        return None
+    data = body.encode("ascii")
+    return data if data.count(b"\r") == data.count(b"\n") == data.count(b"\r\n") else None
