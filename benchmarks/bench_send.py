@@ -7,8 +7,7 @@ The SMTP server is aiosmtpd's ``Sink`` (accepts everything, keeps nothing) on 12
 **separate process** (``python -m aiosmtpd``): its work is not ours to time, and in-process it would take
 the sender's GIL and be counted as ours. On a machine with few cores it still competes for CPU, so every
 phase reports both sides: our process's CPU per message and the server's (read from /proc on Linux).
-aiosmtpd reads DATA one line at a time in Python, so the server costs ~2 ms for a 35 kB digest: with one
-connection, client and server take turns, and wall-clock msg/s ≈ 1000 / (our ms + server ms + waits).
+With one connection client and server take turns: msg/s ≈ 1000 / (our ms + server ms + waits).
 
 Phases:
 * render only            — template context (signed links), Jinja text + HTML (CSS inlined at template
@@ -19,7 +18,9 @@ Phases:
 * render + send, new connection per message (the baseline the reuse is compared with);
 * service                — ``send_many`` for ``--service`` real subscribers: SQLite, ``pick_digest``,
   render, SMTP, and the ledger's claim/record transactions (what a real dispatch costs per subscriber).
-Prints a table and writes ``benchmarks/results/bench_send.json``. The machine may be shared: compare
+Then µs per call of each library call beside the hand-made shortcut kept in its place (the stdlib's message
+building and generator, css-inline per render, ``textwrap.shorten``): the figures those shortcuts cite.
+Prints the tables and writes ``benchmarks/results/bench_send.json``. The machine may be shared: compare
 figures from the same run, or the CPU columns, rather than wall-clock rates from different runs.
 ``--baseline-tree DIR`` runs the same phases (this script's code) against another checkout, e.g.
 ``git worktree add /tmp/base HEAD``, alternating with this tree for ``--rounds``, each in a child process
@@ -40,22 +41,36 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
+import timeit
 import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
 from pathlib import Path
 from typing import Any
 
 from digest.config import Settings, load_settings
 from digest.db import Database
 from digest.deliver.base import Outgoing
-from digest.deliver.mime import email_message, unsubscribe_headers
+from digest.deliver.mime import MAIL_POLICY, WIRE_POLICY, email_message, unsubscribe_headers, wire_bytes
 from digest.deliver.smtp import SmtpTransport
 from digest.dispatch import send_many
 from digest.models import Paper
 from digest.rank import Pick
-from digest.render import digest_context, make_message
+from digest.render import (
+    EXCERPT_CHARS,
+    TEMPLATES_DIR,
+    WHY_CHARS,
+    EmailContent,
+    digest_context,
+    inline_css,
+    make_message,
+    preinline,
+    shorten,
+)
 from digest.signing import links_for
 from digest.subscribers import create_subscriber
 
@@ -94,16 +109,8 @@ class Sink:
 def smtp_sink() -> Iterator[Sink]:
     """aiosmtpd in its own process (a real server's work is not ours to time), accepting everything."""
     port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "aiosmtpd",
-        "-n",
-        "-l",
-        f"127.0.0.1:{port}",
-        "-c",
-        "aiosmtpd.handlers.Sink",
-    ]
+    command = [sys.executable, "-m", "aiosmtpd", "-n", "-c", "aiosmtpd.handlers.Sink"]
+    command += ["-l", f"127.0.0.1:{port}"]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
@@ -238,6 +245,51 @@ def service_phase(settings: Settings, subscribers: int, sink: Sink) -> dict[str,
     return result
 
 
+def library_calls(picks: list[Pick]) -> dict[str, float]:
+    """µs per call of each library call a hand-made shortcut stands in for, and of the shortcut."""
+    with tempfile.TemporaryDirectory(prefix="bench-send-") as folder:
+        settings = load_settings(data_dir=Path(folder), secret_key="bench-" * 4, mail_from="d@example.org")
+    links = links_for(settings)
+    context = digest_context(types.SimpleNamespace(id=1, keywords=["diffusion"]), picks, links, DAY)
+    content = make_message("digest", context)
+    message = email_message(settings, "reader@example.org", content)
+    template = (TEMPLATES_DIR / "email/digest/body.html").read_text().removesuffix("\n")
+    why, headers = picks[0].why, unsubscribe_headers(context["unsubscribe_url"])
+    calls: dict[str, Callable[[], object]] = {
+        "render one digest (make_message)": lambda: make_message("digest", context),
+        "stdlib build: parsed headers, set_content()": lambda: stdlib_message(settings, content, headers),
+        "email_message (raw headers, binascii QP)": lambda: email_message(settings, "r@x", content, headers),
+        "css-inline per render (the rendered digest)": lambda: inline_css(content.html),
+        "css-inline at load (once a template, process)": lambda: preinline(template),
+        "stdlib generator: as_bytes(WIRE_POLICY)": lambda: message.as_bytes(policy=WIRE_POLICY),
+        "wire_bytes (messages email_message builds)": lambda: wire_bytes(message),
+        "textwrap.shorten, a why that fits": lambda: textwrap.shorten(why, WHY_CHARS, placeholder="…"),
+        "shorten, a why that fits (uncached)": lambda: shorten.__wrapped__(why, WHY_CHARS),
+        "textwrap.shorten, an abstract cut": lambda: textwrap.shorten(
+            ABSTRACT, EXCERPT_CHARS, placeholder="…"
+        ),
+    }
+    return {name: per_call_us(call) for name, call in calls.items()}
+
+
+def stdlib_message(settings: Settings, content: EmailContent, headers: dict[str, str]) -> EmailMessage:
+    """What email_message builds, the stdlib way: every header parsed, parts from the content manager."""
+    message = EmailMessage(policy=MAIL_POLICY)
+    message["Subject"], message["From"], message["To"] = content.subject, settings.mail_from, "r@x"
+    message["Date"], message["Message-ID"] = format_datetime(dt.datetime.now(dt.UTC)), make_msgid()
+    for name, value in headers.items():
+        message[name] = value
+    message.set_content(content.text, cte="quoted-printable")
+    message.add_alternative(content.html, subtype="html", cte="quoted-printable")
+    return message
+
+
+def per_call_us(call: Callable[[], object]) -> float:
+    timer = timeit.Timer(call)
+    number, _ = timer.autorange()
+    return round(1e6 * min(timer.repeat(repeat=3, number=number)) / number, 2)
+
+
 def run_phases(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     with smtp_sink() as sink, tempfile.TemporaryDirectory(prefix="bench-send-") as folder:
         settings = load_settings(
@@ -285,7 +337,7 @@ def main() -> None:
     elif args.baseline_tree:
         compare(args)
     else:
-        report(run_phases(args), args)
+        report(run_phases(args), library_calls(fake_picks(args.picks)), args)
 
 
 def compare(args: argparse.Namespace) -> None:
@@ -317,7 +369,7 @@ def compare(args: argparse.Namespace) -> None:
     print(f"(medians of {args.rounds} alternating rounds; ratio = this tree / baseline)")
 
 
-def report(phases: dict[str, dict[str, float]], args: argparse.Namespace) -> None:
+def report(phases: dict[str, dict[str, float]], calls: dict[str, float], args: argparse.Namespace) -> None:
     reused, fresh = phases[REUSED]["per_second"], phases[FRESH]["per_second"]
     print(f"{'phase':<46}{'messages':>10}{'seconds':>10}{'msg/s':>10}{'cpu ms/msg':>12}{'server ms/msg':>15}")
     for name, row in phases.items():
@@ -332,6 +384,9 @@ def report(phases: dict[str, dict[str, float]], args: argparse.Namespace) -> Non
         f"one reused connection vs a new connection per message: {reused / fresh:.2f}x; {reused:.0f} msg/s "
         f"{verdict} the goal of {GOAL_PER_SECOND:.0f}/s (load average {load:.1f} on {os.cpu_count()} CPUs)"
     )
+    print(f"\n{'library call (and the shortcut kept for it)':<46}{'µs/call':>10}")
+    for name, micros in calls.items():
+        print(f"{name:<46}{micros:>10.1f}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {
         "benchmark": "bench_send",
@@ -341,6 +396,7 @@ def report(phases: dict[str, dict[str, float]], args: argparse.Namespace) -> Non
         "load_average_1min": round(load, 2),
         "picks_per_digest": args.picks,
         "phases": phases,
+        "library_calls_us": calls,
         "reuse_speedup": round(reused / fresh, 2),
         "goal_per_second": GOAL_PER_SECOND,
         "meets_goal": reused >= GOAL_PER_SECOND,

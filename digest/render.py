@@ -3,13 +3,10 @@
 Two environments, because the outputs escape differently:
 
 * ``html``: autoescape on, so a title like ``<script>`` arrives as text. The HTML email templates have
-  their stylesheet inlined with css-inline: Gmail and Outlook drop or ignore ``<style>`` in many cases, so
-  every rule that can live in a ``style=""`` attribute does; only ``@media`` rules (dark mode, narrow
-  screens) stay in a ``<style>`` block, where clients that understand them read them. The inlining is done
-  **once, on the template source, when it is loaded** (:func:`preinline`), not on every rendered message:
-  the styles an element gets depend only on its tag, classes and ancestors, which the template fixes, and
-  autoescaped data cannot add elements. A template that does not meet the conditions that make this
-  exact (see :func:`preinline`) is inlined after every render instead, as before.
+  their stylesheet inlined with css-inline (Gmail and Outlook drop or ignore ``<style>`` in many cases);
+  only ``@media`` rules (dark mode, narrow screens) stay in a ``<style>`` block. The inlining is done once,
+  on the template source, when it is loaded (:func:`preinline`): the styles an element gets depend only on
+  its tag, classes and ancestors, which the template fixes, and autoescaped data cannot add elements.
 * ``text``: no autoescape, for the plain-text part and for Slack. Plain text needs no escaping; Slack
   ``mrkdwn`` needs ``&``, ``<`` and ``>`` replaced by entities (Slack's "Escaping text" guide), which the
   ``mrkdwn`` filter does, so ``<!channel>`` or ``<@U123>`` in a title cannot ping anyone.
@@ -23,16 +20,16 @@ import dataclasses
 import datetime as dt
 import re
 import secrets
-from collections.abc import Callable, Sequence
+import textwrap
+from collections.abc import Sequence
 from functools import cache, lru_cache
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
 
 import css_inline
-from jinja2 import BaseLoader, Environment, FileSystemLoader, StrictUndefined
-from markupsafe import Markup
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2.ext import Extension
 
 from digest.signing import Links
 
@@ -102,17 +99,15 @@ def slack_url(value: object) -> str:
 
 @cache
 def html_environment() -> Environment:
-    env = Environment(
-        # email/**/*.html come out of the loader with their CSS already inlined (see preinline()).
-        loader=InliningLoader(FileSystemLoader(TEMPLATES_DIR), lambda name: name.startswith("email/")),
+    return Environment(
+        loader=FileSystemLoader(TEMPLATES_DIR),
+        extensions=[PreInlinedCss],  # email/**.html: CSS inlined once, as the template is loaded
         auto_reload=False,  # templates ship with the code; no stat() per render
         autoescape=True,
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters[INLINE_FILTER] = inline_css
-    return env
 
 
 @cache
@@ -131,12 +126,6 @@ def text_environment() -> Environment:
     return env
 
 
-@cache
-def _inliner() -> css_inline.CSSInliner:
-    # keep_at_rules: @media (dark mode, small screens) cannot be inlined and must survive in <style>.
-    return css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
-
-
 def make_message(kind: str, context: dict[str, Any]) -> EmailContent:
     """Render ``templates/email/<kind>/{subject.txt, body.txt, body.html}``; the HTML has its CSS inlined."""
     if not KIND.match(kind):
@@ -150,185 +139,65 @@ def make_message(kind: str, context: dict[str, Any]) -> EmailContent:
 
 # --- CSS inlined once, when a template is loaded --------------------------------------------------------
 
-INLINE_FILTER = "inline_css"
-_JINJA = re.compile(r"\{%.*?%\}|\{\{.*?\}\}|\{#.*?#\}", re.DOTALL)
-_VOID = frozenset(
-    "area base br col embed hr img input link meta param source track wbr".split()
-)  # no end tag
-# Jinja statements whose effect on the markup pre-inlining can follow: blocks that keep or drop, or
-# repeat, a run of whole elements. Anything else (include, extends, macro, call, block set…) → per render.
-_OPENS, _MIDDLES, _CLOSES = {"for", "if", "with"}, {"elif", "else"}, {"endfor", "endif", "endwith"}
-# Selectors whose match depends on the rendered document rather than on the template: siblings (+ ~),
-# pseudo-classes (:first-child, :nth-child, :empty, :not…), attribute values ([href^=…]).
-_RUNTIME_SELECTOR = re.compile(r"[+~:\[]")
+# Inlining every rendered digest would cost more than rendering it (bench_send prints both), so the template
+# source is inlined once, as it is loaded.
+_JINJA_TAG = re.compile(r"\{%.*?%\}|\{\{.*?\}\}|\{#.*?#\}", re.DOTALL)
 
 
-def inline_css(html: str) -> Markup:
-    """The ``inline_css`` filter: css-inline on rendered HTML (the fallback when pre-inlining is unsafe)."""
-    return Markup(_inliner().inline(str(html)))
+class PreInlinedCss(Extension):
+    """Jinja extension: ``email/**.html`` templates get their stylesheet inlined as they are loaded."""
+
+    def preprocess(self, source: str, name: str | None, filename: str | None = None) -> str:
+        if name is None or not (name.startswith("email/") and name.endswith(".html")):
+            return source
+        if not self.environment.keep_trailing_newline:  # drop it as Jinja would: css-inline puts it in <body>
+            source = re.sub(r"(\r\n|\r|\n)\Z", "", source)
+        return preinline(source)
 
 
-class InliningLoader(BaseLoader):
-    """Wraps a loader; the HTML templates it selects come back with their CSS inlined (see preinline()).
-
-    A template that cannot be pre-inlined exactly is wrapped in ``{% filter inline_css %}`` instead, so
-    its CSS is inlined after each render: slower, never wrong.
-    """
-
-    def __init__(self, inner: BaseLoader, selects: Callable[[str], bool]) -> None:
-        self.inner = inner
-        self.selects = selects
-
-    def get_source(self, environment: Environment, template: str) -> tuple[str, str | None, Any]:
-        source, filename, uptodate = self.inner.get_source(environment, template)
-        if self.selects(template) and template.endswith(".html"):
-            if not environment.keep_trailing_newline and source.endswith("\n"):
-                source = source[:-2] if source.endswith("\r\n") else source[:-1]  # as Jinja would
-            inlined = preinline(source)
-            source = (
-                inlined if inlined is not None else f"{{% filter {INLINE_FILTER} %}}{source}{{% endfilter %}}"
-            )
-        return source, filename, uptodate
+def inline_css(html: str) -> str:
+    """css-inline on a whole page, with the options every email gets."""
+    return _inliner().inline(html)
 
 
-def preinline(source: str) -> str | None:
-    """The Jinja template ``source`` with its stylesheet inlined by css-inline, or None if that is unsafe.
+@cache
+def _inliner() -> css_inline.CSSInliner:
+    # keep_at_rules: @media (dark mode, small screens) cannot be inlined and must survive in <style>.
+    return css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
 
-    Every Jinja tag is swapped for a marker (statements for HTML comments, expressions for a word), the
-    page is inlined, and the tags are put back where the markers came out. That gives the same HTML as
-    inlining every rendered page, provided the markup around the tags is what the HTML parser builds its
-    tree from, unchanged. So this returns None, and the page is inlined per render, unless:
 
-    * css-inline's parser reproduced the template's tags exactly: same start and end tags, in the same
-      order, no element added or moved (write ``<tbody>``, close every element) and every marker back once,
-      in order;
-    * each ``{% for %}``/``{% if %}``/``{% with %}`` opens, branches and closes inside one and the same
-      element, so it keeps, drops or repeats whole elements; no other statements (include, macro…);
-    * no Jinja inside ``<style>``, a ``style``/``class``/``id`` attribute, or a tag's name or attribute
-      names (the selectors would have matched other values);
-    * no selector that depends on what is rendered: siblings (``+``, ``~``), pseudo-classes
-      (``:first-child``…), attribute selectors.
+def preinline(source: str) -> str:
+    """The Jinja template ``source`` with its stylesheet inlined by css-inline.
+
+    Jinja tags are swapped for markers css-inline passes through (statements for HTML comments, which may
+    stand between table rows; expressions for a word), the page is inlined, and the tags are put back.
+    Exact where each block holds whole elements and no selector depends on what is rendered (``li + li``);
+    tests/test_render.py checks the shipped templates against inlining after each render.
     """
     marker = f"jinja{secrets.token_hex(6)}"
     tags: list[str] = []
 
     def swap(match: re.Match[str]) -> str:
         tags.append(match.group())
-        kind = "s" if match.group().startswith(("{%", "{#")) else "e"
-        name = f"{marker}{kind}{len(tags) - 1}x"
-        return f"<!--{name}-->" if kind == "s" else name
+        expression = match.group().startswith("{{")
+        return f"{marker}e{len(tags) - 1}_" if expression else f"<!--{marker}s{len(tags) - 1}_-->"
 
-    marked = _JINJA.sub(swap, source)
-    before = _Tags(marker)
-    before.feed(marked)
-    before.close()
-    if before.unsafe or not _static_selectors(before.stylesheet) or not _blocks_whole(before, tags):
-        return None
-    inlined = _inliner().inline(marked)
-    after = _Tags(marker)
-    after.feed(inlined)
-    after.close()
-    if _without_style(after.sequence) != _without_style(before.sequence):
-        return None  # the parser added, dropped or moved an element
-    if re.findall(rf"{marker}[se](\d+)x", inlined) != [str(i) for i in range(len(tags))]:
-        return None  # a Jinja tag was dropped, repeated or moved
-    restored = re.sub(rf"<!--{marker}s(\d+)x-->", lambda m: tags[int(m.group(1))], inlined)
-    restored = re.sub(rf"{marker}e(\d+)x", lambda m: tags[int(m.group(1))], restored)
-    return None if marker in restored else restored  # a statement marker that was not an HTML comment
-
-
-class _Tags(HTMLParser):
-    """A page's tags, in order, as (start|end|statement, name) — and whether Jinja sits anywhere unsafe."""
-
-    def __init__(self, marker: str) -> None:
-        super().__init__(convert_charrefs=False)
-        self.marker = marker
-        self.sequence: list[tuple[str, str]] = []
-        self.stylesheet: list[str] = []
-        self.unsafe = False
-        self._in_style = False
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.sequence.append(("start", tag))
-        self._in_style = tag == "style"
-        self.unsafe |= self.marker in tag
-        for name, value in attrs:
-            self.unsafe |= self.marker in name
-            self.unsafe |= name in ("style", "class", "id") and self.marker in (value or "")
-
-    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self.handle_starttag(tag, attrs)
-        if tag not in _VOID:
-            self.handle_endtag(tag)
-
-    def handle_endtag(self, tag: str) -> None:
-        self.sequence.append(("end", tag))
-        self._in_style = False
-
-    def handle_data(self, data: str) -> None:
-        if self._in_style:
-            self.stylesheet.append(data)
-            self.unsafe |= self.marker in data
-
-    def handle_comment(self, data: str) -> None:
-        if data.startswith(self.marker):
-            self.sequence.append(("statement", data))
-
-
-def _without_style(sequence: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    # css-inline writes the <style> it keeps (the @media rules) at the top of <head>.
-    return [item for item in sequence if item[1] != "style"]
-
-
-def _static_selectors(stylesheet: list[str]) -> bool:
-    css = re.sub(r"/\*.*?\*/", "", " ".join(stylesheet), flags=re.DOTALL)
-    selectors = [s.strip() for s in re.findall(r"([^{};]*)\{", css)]
-    return not any(_RUNTIME_SELECTOR.search(s) for s in selectors if not s.startswith("@"))
-
-
-def _blocks_whole(page: _Tags, tags: list[str]) -> bool:
-    """Every Jinja block opens, branches and ends with the same open elements around it."""
-    open_elements: list[str] = []
-    blocks: list[tuple[str, tuple[str, ...]]] = []
-    for kind, name in page.sequence:
-        if kind == "start":
-            if name not in _VOID:
-                open_elements.append(name)
-        elif kind == "end":
-            if not open_elements or open_elements.pop() != name:
-                return False
-        else:
-            tag = tags[int(name[len(page.marker) + 1 : -1])]
-            if tag.startswith("{#"):
-                continue
-            words = tag.strip("{%}-+ \t\r\n").split(maxsplit=1) or [""]
-            keyword, where = words[0], tuple(open_elements)
-            if keyword in _OPENS:
-                blocks.append((keyword, where))
-            elif keyword in _MIDDLES or keyword in _CLOSES:
-                if not blocks or blocks[-1][1] != where:
-                    return False
-                if keyword in _CLOSES and blocks.pop()[0] != keyword[3:]:
-                    return False
-            elif keyword != "set" or "=" not in tag:
-                return False
-    return not open_elements and not blocks
+    inlined = inline_css(_JINJA_TAG.sub(swap, source))
+    markers = re.compile(rf"<!--{marker}s(\d+)_-->|{marker}e(\d+)_")
+    if [int(a or b) for a, b in markers.findall(inlined)] != list(range(len(tags))):
+        raise ValueError("css-inline dropped or moved a Jinja tag (a {% %} in <title> or a comment?)")
+    return markers.sub(lambda m: tags[int(m[1] or m[2])], inlined)
 
 
 # --- the digest's view model ---------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=4096)  # a day's digests share their papers: the same abstracts, again and again
 def shorten(text: str | None, limit: int) -> str:
-    """Collapse whitespace and cut at a word boundary with an ellipsis.
-
-    Cached: a day's digests share their papers, so the same abstracts are shortened again and again.
-    """
+    """Whitespace collapsed, cut at a word boundary with an ellipsis."""
     flat = " ".join((text or "").split())
-    if len(flat) <= limit:
-        return flat
-    cut = flat[: limit - 1].rsplit(" ", 1)[0] if " " in flat[: limit - 1] else flat[: limit - 1]
-    return cut.rstrip(" ,;:.") + "…"
+    # Text that fits (most of it) skips building a TextWrapper, many times the cost (bench_send prints both).
+    return flat if len(flat) <= limit else textwrap.shorten(flat, limit, placeholder="…")
 
 
 def short_authors(authors: Sequence[str] | None) -> str:

@@ -1,4 +1,4 @@
-"""Turning rendered content into messages: the MIME email and the Slack payload for one subscriber."""
+"""The MIME email: rendered content as a multipart/alternative message, and that message's SMTP wire form."""
 
 from __future__ import annotations
 
@@ -46,11 +46,9 @@ def email_message(
 
 
 def _set(message: EmailMessage, name: str, value: str) -> None:
-    """Plain one-line ASCII is stored as is; anything else goes through the stdlib's header parsing.
+    """One-line ASCII is stored as is (without CR/LF it cannot inject a header); the rest is parsed as usual.
 
-    Parsing and refolding headers is the slowest step of building and sending a message (the benchmark
-    shows it); a one-line ASCII value needs neither, and without CR/LF it cannot inject a header. Non-ASCII
-    text (a title in the subject, a Unicode address) is parsed and RFC 2047/6532-encoded as usual.
+    A shortcut because header parsing is most of what a message built the stdlib way costs (bench_send).
     """
     if value.isascii() and "\r" not in value and "\n" not in value and len(value) < 990 - len(name):
         message.set_raw(name, value)
@@ -59,11 +57,9 @@ def _set(message: EmailMessage, name: str, value: str) -> None:
 
 
 def _text_part(subtype: str, body: str) -> EmailMessage:
-    # quoted-printable keeps body lines short and 7-bit whatever the relay supports (no 8BITMIME needed);
-    # binascii's C encoder is ~20x faster than email.quoprimime. It is fed LF line ends (given CRLF it
-    # counts the CR in the 76-character limit), and its output's line ends become CRLF (RFC 5322 §2.3),
-    # so the payload is already in wire form (the stdlib generator still writes it with whatever line
-    # ending its policy asks for).
+    # Quoted-printable keeps lines short and 7-bit (no 8BITMIME needed). binascii's C encoder, not
+    # set_content(), whose pure-Python encoder costs more than the send goal allows (bench_send prints both).
+    # Fed LF (given CRLF it counts the CR in the 76-character limit); its line ends become CRLF (RFC 5322).
     data = body.encode("utf-8").replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     part = EmailMessage(policy=MAIL_POLICY)
     part.set_raw("Content-Type", f'text/{subtype}; charset="utf-8"')
@@ -93,54 +89,39 @@ def unsubscribe_headers(unsubscribe_url: str) -> dict[str, str]:
 
 
 WIRE_POLICY = MAIL_POLICY.clone(linesep="\r\n")
-
-
-def wire_bytes(message: EmailMessage) -> bytes:
-    """The SMTP wire form (CRLF) of a message built by :func:`email_message`.
-
-    Same bytes as ``message.as_bytes(policy=WIRE_POLICY)`` would give, without the stdlib generator's
-    per-line writes, which cost more than rendering the digest (see ``benchmarks/bench_send.py``), and
-    without the header parsing that ``get_boundary()`` and ``get_payload()`` do on every call.
-    """
-    head, content_type = _header_block(message)
-    chunks = [head]
-    if message.is_multipart():
-        found = _BOUNDARY.search(content_type or "")
-        boundary = found.group(1) if found else message.get_boundary()
-        for index, part in enumerate(message.get_payload()):
-            # The CRLF before "--boundary" belongs to the delimiter, not to the part (RFC 2046 §5.1.1).
-            delimiter = f"--{boundary}\r\n" if index == 0 else f"\r\n--{boundary}\r\n"
-            chunks += [delimiter.encode(), _header_block(part)[0], _body(part)]
-        chunks.append(f"\r\n--{boundary}--\r\n".encode())
-    else:
-        chunks.append(_body(message))
-    return b"".join(chunks)
-
-
-# The boundary exactly as email_message() writes it; any other Content-Type goes through get_boundary().
+# The boundary as email_message() writes it: read here, it spares get_boundary()'s Content-Type parse.
 _BOUNDARY = re.compile(r'^multipart/[a-z]+; boundary="([A-Za-z0-9=_.-]+)"$')
 
 
-def _header_block(message: EmailMessage) -> tuple[bytes, str | None]:
-    """The folded header lines + the blank line, and the raw Content-Type value."""
-    lines, content_type = [], None
-    for name, value in message.raw_items():
-        lines.append(WIRE_POLICY.fold(name, value))
-        if name.lower() == "content-type":
-            content_type = value if isinstance(value, str) else None
-    return ("".join(lines) + "\r\n").encode("ascii"), content_type
+def wire_bytes(message: EmailMessage) -> bytes:
+    """``message.as_bytes(policy=WIRE_POLICY)``: the SMTP wire form (CRLF).
+
+    Hand-made for the messages :func:`email_message` builds, as the stdlib generator's per-line writes cost
+    more than the send goal allows (bench_send prints both); any other message goes through the generator.
+    """
+    content_type = next((str(v) for k, v in message.raw_items() if k.lower() == "content-type"), "")
+    found = _BOUNDARY.match(content_type)
+    parts = message.get_payload() if found and message.preamble is None and message.epilogue is None else []
+    bodies = [_in_wire_form(part.get_payload()) for part in parts]
+    if not found or not parts or None in bodies:
+        return message.as_bytes(policy=WIRE_POLICY)
+    chunks = [_head(part) + body for part, body in zip(parts, bodies, strict=True)]
+    b = found.group(1).encode("ascii")
+    # The CRLF before "--boundary" belongs to the delimiter, not to the part before it (RFC 2046 §5.1.1).
+    return b"".join(
+        [_head(message), b"--%s\r\n" % b, (b"\r\n--%s\r\n" % b).join(chunks), b"\r\n--%s--\r\n" % b]
+    )
 
 
-def _body(part: EmailMessage) -> bytes:
-    # The payload as stored: get_payload() would parse Content-Transfer-Encoding first, just to ignore it.
-    payload = part._payload  # the stdlib's Generator reads it the same way
-    if not isinstance(payload, str) or not payload.isascii():
-        raise ValueError("wire_bytes() expects the 7-bit encoded parts email_message() builds")
-    data = payload.encode("ascii")
-    crlf = data.count(b"\r\n")
-    if data.count(b"\r") != crlf or data.count(b"\n") != crlf:  # not CRLF only: as the generator does
-        data = _LINE_END.sub(b"\r\n", data)
-    return data
+def _head(message: EmailMessage) -> bytes:
+    """The folded header lines and the blank line after them."""
+    lines = [WIRE_POLICY.fold(name, value) for name, value in message.raw_items()]
+    return ("".join(lines) + "\r\n").encode("ascii")
 
 
-_LINE_END = re.compile(rb"\r\n|\r|\n")  # what the stdlib generator treats as a line end
+def _in_wire_form(body: object) -> bytes | None:
+    """The body if 7-bit with CRLF line ends only as :func:`_text_part` writes it (the generator keeps it)."""
+    if not isinstance(body, str) or not body.isascii():
+        return None
+    data = body.encode("ascii")
+    return data if data.count(b"\r") == data.count(b"\n") == data.count(b"\r\n") else None
