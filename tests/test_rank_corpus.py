@@ -5,7 +5,8 @@ import pytest
 from rank_papers import PAPERS
 
 from digest.rank import corpus as corpus_module
-from digest.rank.corpus import BLOCK, Corpus, phrase_pattern, sparse_dot
+from digest.rank.corpus import Corpus
+from digest.rank.tfidf import BLOCK
 
 
 def _corpus(n: int) -> Corpus:
@@ -34,50 +35,6 @@ def test_extending_with_known_ids_changes_nothing() -> None:
     version = corpus.version
     corpus.extend([0, 1], ["other text", "more text"])
     assert (len(corpus), corpus.version) == (4, version)
-
-
-def test_rare_terms_weigh_more_than_common_ones() -> None:
-    corpus = _corpus(len(PAPERS))
-    common, rare = corpus.encode(["audio"]), corpus.encode(["lattice"])
-    assert corpus.idf[rare.indices[0]] > corpus.idf[common.indices[0]]
-
-
-def test_a_keyword_phrase_also_matches_as_a_bigram() -> None:
-    corpus = _corpus(len(PAPERS))
-    phrase = corpus.encode(["Information Retrieval"])
-    words = phrase.indices[phrase.indices < BLOCK]
-    assert words.size == 3  # "information", "retrieval" and "information retrieval"
-    assert phrase.nnz > 3  # and the character 4-grams they share with the corpus
-
-
-def test_word_and_character_blocks_weigh_the_same_in_a_unit_row() -> None:
-    row = _corpus(len(PAPERS)).matrix[0]
-    words = row.data[row.indices < BLOCK]
-    chars = row.data[row.indices >= BLOCK]
-    assert np.isclose(np.dot(words, words), 0.5, atol=1e-5)
-    assert np.isclose(np.dot(chars, chars), 0.5, atol=1e-5)
-
-
-def test_a_word_only_one_paper_has_still_counts_but_a_lone_character_gram_does_not() -> None:
-    corpus = _corpus(len(PAPERS))
-    lattice = corpus.encode(["lattice"])
-    assert lattice.indices[lattice.indices < BLOCK].size == 1  # a typed keyword can match one new paper
-    assert corpus.encode(["zzzz"]).nnz == 0  # a 4-gram no paper shares is noise
-
-
-def test_sparse_dot_matches_the_sparse_product() -> None:
-    corpus = _corpus(len(PAPERS))
-    query = corpus.encode(["robot audio retrieval"])
-    expected = (corpus.matrix @ query.T).toarray().ravel()
-    assert np.allclose(sparse_dot(corpus.matrix, query), expected, atol=1e-6)
-
-
-def test_phrase_pattern_matches_whole_words_case_insensitively() -> None:
-    pattern = phrase_pattern("speech synthesis")
-    assert pattern.search("Neural Speech  Synthesis rocks")
-    assert pattern.search("speech-synthesis")
-    assert not pattern.search("speech synthesiser")
-    assert not phrase_pattern("GAN").search("organ transplants")
 
 
 def test_background_mean_is_the_mean_row_of_the_papers_older_than_the_background_age() -> None:
@@ -174,15 +131,6 @@ def test_a_paper_with_an_abstract_keeps_its_own_row(monkeypatch: pytest.MonkeyPa
 def test_below_six_hundred_papers_no_feature_is_rare_enough_to_smooth_by() -> None:
     corpus = Corpus.from_texts(list(range(len(TITLES))), TITLES)
     assert np.array_equal(corpus.matrix.toarray(), corpus.own(np.arange(len(corpus))).toarray())
-
-
-def test_distinct_columns_match_numpy_unique_whether_sorted_or_marked() -> None:
-    corpus = _corpus(len(PAPERS))
-    for rows in ([3], list(range(len(PAPERS)))):  # a few columns are sorted, many are marked
-        columns = corpus.matrix[rows].indices
-        expected, inverse = np.unique(columns, return_inverse=True)
-        got, got_inverse = corpus.distinct(columns)
-        assert np.array_equal(got, expected) and np.array_equal(got_inverse, inverse)
 
 
 def test_a_papers_own_row_is_its_row_without_smoothing(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,9 +5,10 @@ Public API (the contract with the other rooms):
 ``record_feedback(session, subscriber, paper_id, value, source) -> Feedback``.
 """
 
+from digest.rank.cache import corpus_for, load_profile
 from digest.rank.corpus import Corpus
+from digest.rank.feedback import record_feedback
 from digest.rank.model import Profile
 from digest.rank.pick import Pick, pick_digest
-from digest.rank.store import corpus_for, load_profile, record_feedback
 
 __all__ = ["Corpus", "Pick", "Profile", "corpus_for", "load_profile", "pick_digest", "record_feedback"]

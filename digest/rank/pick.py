@@ -13,8 +13,11 @@ from sqlalchemy.orm import Session
 
 from digest.config import Settings
 from digest.models import DeliveryItem, Feedback, Paper, Subscriber, utcnow
-from digest.rank.corpus import paper_text, phrase_pattern, sparse_dot
-from digest.rank.store import corpus_for, load_profile
+from digest.rank.cache import corpus_for, load_profile
+from digest.rank.corpus import paper_text
+from digest.rank.explain import explain
+from digest.rank.tfidf import phrase_pattern
+from digest.rank.vectors import sparse_dot
 
 # Two picks whose TF-IDF cosine exceeds this are near-copies (the same work under two titles, or a paper
 # and its companion); the lower-scoring one is skipped. Papers on the same topic sit well below it: over
@@ -41,7 +44,7 @@ def pick_digest(
     """The top ``k`` new papers for ``subscriber``, best first; fewer (or none) on a weak day.
 
     Per subscriber this loads candidate ids only (the papers' rows are already in the per-process corpus,
-    ``store.corpus_for``) and then the ``k`` chosen papers; the keyword expansion is shared by every
+    ``cache.corpus_for``) and then the ``k`` chosen papers; the keyword expansion is shared by every
     subscriber with the same keywords until the corpus changes.
     """
     k = k or subscriber.digest_size or settings.default_digest_size
@@ -61,7 +64,7 @@ def pick_digest(
     picks = []
     for i in chosen:
         paper = papers[ids[i]]
-        picks.append(Pick(paper, float(scores[i]), profile.explain(corpus, paper.id, _text(paper), titles)))
+        picks.append(Pick(paper, float(scores[i]), explain(profile, corpus, paper.id, _text(paper), titles)))
     return picks
 
 

@@ -2,14 +2,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pytest
+from cachetools import LRUCache
 from rank_papers import PAPERS
-from sqlalchemy import select
 
 from digest.config import Settings
 from digest.db import Database
 from digest.models import Feedback, Paper, Subscriber, SubscriberModel
-from digest.rank import corpus_for, load_profile, record_feedback
+from digest.rank import cache, corpus_for, load_profile, record_feedback
+from digest.rank.cache import cached_corpus, save_profile
 from digest.rank.model import Profile
 
 
@@ -21,35 +21,6 @@ def _seed(session) -> tuple[Subscriber, list[int]]:  # type: ignore[no-untyped-d
     session.add_all([*papers, subscriber])
     session.flush()
     return subscriber, [p.id for p in papers]
-
-
-def test_feedback_is_stored_and_the_model_updated_at_once(db: Database) -> None:
-    with db.session() as session:
-        subscriber, ids = _seed(session)
-        feedback = record_feedback(session, subscriber, ids[9], -1, "web")
-        assert (feedback.value, feedback.source, feedback.paper_id) == (-1, "web", ids[9])
-        stored = session.get(SubscriberModel, subscriber.id)
-        assert Profile.from_state(stored.state).labels == {ids[9]: -1}
-        record_feedback(session, subscriber, ids[9], 1, "slack")
-        assert session.get(SubscriberModel, subscriber.id).version == 2
-    with db.session() as session:
-        rows = session.scalars(select(Feedback).order_by(Feedback.id)).all()
-        assert [(r.value, r.source) for r in rows] == [(-1, "web"), (1, "slack")]
-
-
-def test_feedback_leaves_the_model_ready_to_score(db: Database) -> None:
-    with db.session() as session:
-        subscriber, ids = _seed(session)
-        record_feedback(session, subscriber, ids[7], 1, "web")
-        corpus = corpus_for(session)
-        profile = load_profile(session, subscriber)
-        assert profile._parts is not None and profile._rated is not None  # derived by the click itself
-        assert profile._rated.key == (id(corpus), corpus.version) and not profile._changed
-        parts = profile.parts(corpus)
-        assert list(parts.liked_rows) == [corpus.index[ids[7]]]
-        record_feedback(session, subscriber, ids[8], 1, "web", update=False)
-        stored = load_profile(session, subscriber)
-        assert stored.labels == {ids[7]: 1, ids[8]: 1} and stored._changed == [ids[8]]
 
 
 def test_a_model_written_elsewhere_is_not_served_from_the_cache(db: Database) -> None:
@@ -108,17 +79,6 @@ def test_changed_keywords_reach_the_stored_model(db: Database) -> None:
         assert load_profile(session, subscriber).keywords == ["cryptography"]
 
 
-def test_bad_feedback_is_refused_and_nothing_is_stored(db: Database) -> None:
-    with db.session() as session:
-        subscriber, ids = _seed(session)
-        with pytest.raises(ValueError, match="value"):
-            record_feedback(session, subscriber, ids[0], 0, "web")
-        with pytest.raises(LookupError, match="paper_id"):
-            record_feedback(session, subscriber, 10_000, 1, "web")
-        assert session.scalars(select(Feedback)).all() == []
-        assert session.get(SubscriberModel, subscriber.id) is None
-
-
 def test_the_corpus_cache_follows_added_and_deleted_papers(db: Database) -> None:
     with db.session() as session:
         _, ids = _seed(session)
@@ -131,3 +91,35 @@ def test_the_corpus_cache_follows_added_and_deleted_papers(db: Database) -> None
         session.flush()
         rebuilt = corpus_for(session)
         assert len(rebuilt) == len(PAPERS) and ids[0] not in rebuilt.index
+
+
+def test_the_process_corpus_is_the_one_corpus_for_built(db: Database) -> None:
+    with db.session() as session:
+        _seed(session)
+        built = corpus_for(session)
+        assert cached_corpus(session) is built
+
+
+def test_a_saved_profile_is_served_from_the_cache_until_its_state_changes(db: Database) -> None:
+    with db.session() as session:
+        subscriber, ids = _seed(session)
+        profile = Profile(["robot"], {ids[7]: 1})
+        save_profile(session, subscriber, profile)
+        assert load_profile(session, subscriber) is profile
+        session.get(SubscriberModel, subscriber.id).state = Profile(["robot"], {ids[8]: 1}).to_state()
+        assert load_profile(session, subscriber).labels == {ids[8]: 1}
+
+
+def test_the_profile_cache_keeps_the_latest_profiles_only(db: Database, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(cache, "_PROFILES", LRUCache(maxsize=2))
+    with db.session() as session:
+        subscriber, ids = _seed(session)
+        others = [Subscriber(channel="email", email=f"{n}@example.org", keywords=["robot"]) for n in "ab"]
+        session.add_all(others)
+        session.flush()
+        first = Profile(["robot"], {ids[7]: 1})
+        save_profile(session, subscriber, first)
+        for other in others:
+            save_profile(session, other, Profile(["robot"]))
+        assert load_profile(session, subscriber) is not first  # pushed out by the two later ones
+        assert load_profile(session, subscriber).labels == {ids[7]: 1}

@@ -1,11 +1,12 @@
-"""Where the rank room meets the database: the per-process corpus cache and subscriber model persistence."""
+"""What each process keeps between requests: the corpus of every paper, and subscribers' derived models
+checked against their stored state (``load_profile`` / ``save_profile``)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections import OrderedDict
 
+from cachetools import LRUCache
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -18,11 +19,10 @@ _CORPORA: dict[str, Corpus] = {}
 # Derived subscriber models of this process, by (database, subscriber): the stored state they match and
 # the profile, whose parts stay derived for the current corpus. A click updates the cached parts instead
 # of re-deriving them; a state written elsewhere (another process, a rolled-back transaction) no longer
-# matches and is loaded again. Bounded: a profile holds about 18 KB per rated abstract (5.4 MB with 300
-# ratings on the arXiv dev file, of which 0.7 MB are the classifier's dot products; those stop growing at
-# its 1,000-rating window, 8 MB), so at most a few hundred MB in the worst case.
-_PROFILES: OrderedDict[tuple[str, int], tuple[bytes, Profile]] = OrderedDict()
+# matches and is loaded again. Bounded, as a profile holds its rated rows and the classifier's dot
+# products (a few MB at hundreds of ratings).
 PROFILE_CACHE_SIZE = 64
+_PROFILES: LRUCache[tuple[str, int], tuple[bytes, Profile]] = LRUCache(maxsize=PROFILE_CACHE_SIZE)
 
 
 def corpus_for(session: Session, recency_days: float | None = None) -> Corpus:
@@ -77,18 +77,18 @@ def load_profile(session: Session, subscriber: Subscriber) -> Profile:
     The profile may be shared with other callers of this process (its derived parts are cached): read
     it, or ``copy()`` it before rating.
     """
-    return _load(session, subscriber, session.get(SubscriberModel, subscriber.id))
+    return profile_from(session, subscriber, session.get(SubscriberModel, subscriber.id))
 
 
-def _load(session: Session, subscriber: Subscriber, stored: SubscriberModel | None) -> Profile:
+def profile_from(session: Session, subscriber: Subscriber, stored: SubscriberModel | None) -> Profile:
+    """``load_profile`` from the subscriber's stored model (``None``: there is none yet), already read."""
     key = (_url(session), subscriber.id)
     profile = None
     if stored is not None:
         state = bytes(stored.state)
         with _LOCK:
             cached = _PROFILES.get(key)
-            if cached is not None and cached[0] == state:
-                _PROFILES.move_to_end(key)
+            if cached is not None and cached[0] == state:  # the state must match the stored bytes
                 profile = cached[1]
         if profile is None:
             profile = Profile.from_state(state)
@@ -105,16 +105,17 @@ def _load(session: Session, subscriber: Subscriber, stored: SubscriberModel | No
 def _remember(key: tuple[str, int], state: bytes, profile: Profile) -> None:
     with _LOCK:
         _PROFILES[key] = (state, profile)
-        _PROFILES.move_to_end(key)
-        while len(_PROFILES) > PROFILE_CACHE_SIZE:
-            _PROFILES.popitem(last=False)
 
 
 def save_profile(session: Session, subscriber: Subscriber, profile: Profile) -> None:
-    _save(session, subscriber, profile, session.get(SubscriberModel, subscriber.id))
+    """Store the profile's state as the subscriber's model, and keep the profile for this process."""
+    save_profile_to(session, subscriber, profile, session.get(SubscriberModel, subscriber.id))
 
 
-def _save(session: Session, subscriber: Subscriber, profile: Profile, stored: SubscriberModel | None) -> None:
+def save_profile_to(
+    session: Session, subscriber: Subscriber, profile: Profile, stored: SubscriberModel | None
+) -> None:
+    """``save_profile`` into the subscriber's stored model (``None``: there is none yet), already read."""
     state = profile.to_state()
     if stored is None:
         session.add(SubscriberModel(subscriber_id=subscriber.id, version=1, state=state))
@@ -134,30 +135,7 @@ def _latest_ratings(session: Session, subscriber_id: int) -> dict[int, int]:
     return {paper_id: value for paper_id, value in rows}
 
 
-def record_feedback(
-    session: Session, subscriber: Subscriber, paper_id: int, value: int, source: str, *, update: bool = True
-) -> Feedback:
-    """Store one 👍 (+1) / 👎 (-1) event and update the subscriber's model in the same transaction.
-
-    With ``update`` (the default) the model is also brought up to date under the current corpus before
-    returning, so the next digest scores with it at once: the click's row is appended to the profile's
-    rated rows and the classifier refitted (``Profile.parts``), not re-derived from scratch.
-    ``update=False`` only stores the event and the ratings; the model is then updated when first used.
-    """
-    if value not in (1, -1):
-        raise ValueError(f"value: must be +1 or -1, got {value!r}")
-    if session.get(Paper, paper_id) is None:
-        raise LookupError(f"paper_id: no paper with id {paper_id}")
-    stored = session.get(SubscriberModel, subscriber.id)  # looked up once, for reading and for saving
-    profile = _load(session, subscriber, stored).copy()
-    feedback = Feedback(subscriber_id=subscriber.id, paper_id=paper_id, value=value, source=source)
-    session.add(feedback)
-    profile.rate(paper_id, value)
-    if update:
-        # The process' corpus will do if it holds the paper: a newer one is noticed (and the model derived
-        # again) by the next ``pick_digest``, and this saves the papers-table query on every click.
-        corpus = _CORPORA.get(_url(session))
-        profile.parts(corpus if corpus is not None and paper_id in corpus.index else corpus_for(session))
-    _save(session, subscriber, profile, stored)
-    session.flush()
-    return feedback
+def cached_corpus(session: Session) -> Corpus | None:
+    """This process' corpus of the session's database as it is, without looking for new papers (None
+    before ``corpus_for`` built one)."""
+    return _CORPORA.get(_url(session))

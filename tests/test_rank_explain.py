@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+import pytest
+from rank_papers import PAPERS
+
+from digest.rank.corpus import Corpus
+from digest.rank.explain import explain, top_terms
+from digest.rank.model import Profile
+
+TEXTS = [f"{t}\n{a}" for t, a in PAPERS]
+
+
+@pytest.fixture
+def corpus() -> Corpus:
+    return Corpus.from_texts(list(range(len(PAPERS))), TEXTS)
+
+
+def test_explanation_names_the_matched_keyword(corpus: Corpus) -> None:
+    why = explain(Profile(["Query Expansion"]), corpus, 6, TEXTS[6], lambda i: PAPERS[i][0])
+    assert why.startswith("mentions your keyword Query Expansion")
+
+
+def test_explanation_names_the_liked_paper_when_likes_drive_the_score(corpus: Corpus) -> None:
+    profile = Profile([], {8: 1})
+    why = explain(profile, corpus, 7, TEXTS[7], lambda i: PAPERS[i][0])
+    assert why == "similar to “Robot grasping from point clouds” you liked"
+
+
+def test_explanation_names_related_terms_when_the_keyword_is_absent(corpus: Corpus) -> None:
+    why = explain(Profile(["Sound"]), corpus, 2, TEXTS[2], lambda i: PAPERS[i][0])
+    assert why.startswith("related to your keywords (Sound) through:")
+    assert "audio" in why
+
+
+def test_a_long_liked_title_is_shortened_at_a_word_boundary(corpus: Corpus) -> None:
+    title = "Robot grasping from point clouds " * 4
+    why = explain(Profile([], {8: 1}), corpus, 7, TEXTS[7], lambda i: title)
+    quoted = why.removeprefix("similar to “").removesuffix("” you liked")
+    assert len(quoted) <= 80 and quoted.endswith(" Robot…") and title.startswith(quoted[:-1])
+
+
+def test_top_terms_are_the_papers_words_that_weigh_most_in_its_score(corpus: Corpus) -> None:
+    weights = Profile(["robot grasping"]).weights(corpus)
+    terms = top_terms(corpus.own([8]), weights, TEXTS[8], limit=2)
+    assert terms[0] in {"robot", "grasping", "robot arm", "grasps"} and len(terms) == 2
+    assert top_terms(corpus.own([8]), weights, "", limit=2) == []
