@@ -44,7 +44,7 @@ def dependencies(name: str, path: Path, known: dict[str, Path]) -> set[str]:
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     found: set[str] = set()
     for target in imported_names(path, package):
-        if target in known:
+        if target in known and not name.startswith(target + "."):
             found.add(target)
         parts = target.split(".")
         for end in range(2, len(parts)):
