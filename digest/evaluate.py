@@ -1,12 +1,12 @@
 """``digest eval rank`` and ``digest eval replay``: the production model measured on offline data.
 
 The contract is ``../shared/eval/README.md``. Both protocols run the production classes in memory:
-``Corpus`` for the TF-IDF space, ``Profile.rate`` for every 👍/👎 (the same call ``record_feedback``
-makes after storing a click; the model is then brought up to date by ``Profile.parts`` before the next
-scoring, as ``record_feedback`` does at once) and ``Profile.score`` + ``Profile.evidence`` +
-``diverse_top`` for picking, with the default ``DIGEST_MIN_SCORE`` (0: no floor), exactly as
-``pick_digest`` calls them. ``relevant`` is read only to compute metrics, and in the replay to play the
-user's ratings of papers that were shown.
+``Corpus`` for the TF-IDF space (the service reads the same rows from the database), ``Profile.rate`` for
+every 👍/👎 (the same call ``record_feedback`` makes after storing a click; the model is brought up to date
+by ``Profile.parts`` before the next scoring, as ``record_feedback`` does at once), ``Weights`` as a
+digest reads them, and a day's ``Window`` with ``score_block`` / ``pick_block`` for scoring and picking,
+with the default ``DIGEST_MIN_SCORE`` (0: no floor), exactly as the daily run calls them. ``relevant`` is
+read only to compute metrics, and in the replay to play the user's ratings of papers that were shown.
 """
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ from typing import IO, Any
 import numpy as np
 
 from digest.rank.corpus import Corpus, paper_text
-from digest.rank.model import Profile, score_many
-from digest.rank.pick import diverse_top
+from digest.rank.model import Profile
+from digest.rank.scoring import Request, pick_block, score_block
+from digest.rank.weights import Weights
+from digest.rank.window import Window, corpus_window
 
 RECALL_CUTS = (20, 50, 100)
-BATCH = 1024  # cases per `score_many` call: bounds the scores held at once (28 MB at 3,396 papers)
+BATCH = 1024  # cases scored at once: bounds the scores held (28 MB at 3,396 papers)
 
 
 class EvalInputError(ValueError):
@@ -89,12 +91,12 @@ def eval_rank(papers_path: Path, cases_path: Path, out: Path, k: int = 100) -> d
     corpus.extend(
         [p["id"] for p in papers], [_text(p) for p in papers], [float(p["id"] in fresh) for p in papers]
     )
-    candidates = corpus.matrix[corpus.rows(candidate_ids)]
+    window = corpus_window(corpus, candidate_ids)
     recalls: dict[int, list[float]] = {cut: [] for cut in RECALL_CUTS}
     with _writer(out) as handle:
         for start in range(0, len(cases), BATCH):
             batch = cases[start : start + BATCH]
-            scores = score_many([case_profile(c) for c in batch], corpus, candidates)
+            scores = score_block(window, [_weights(case_profile(c), corpus) for c in batch])
             for case, row in zip(batch, scores, strict=True):
                 ranking = [candidate_ids[i] for i in _top_indices(row, k)]
                 _write(handle, {"user": case["user"], "ranking": ranking})
@@ -111,6 +113,11 @@ def case_profile(case: dict[str, Any]) -> Profile:
     for paper_id in case["disliked"]:
         profile.rate(paper_id, -1)
     return profile
+
+
+def _weights(profile: Profile, corpus: Corpus) -> Weights:
+    """The weights a digest would read for this model (derived now, as the daily run finds them)."""
+    return Weights.of(profile.parts(corpus), profile.keywords)
 
 
 def _top_indices(scores: np.ndarray, k: int) -> np.ndarray:
@@ -147,23 +154,21 @@ def eval_replay(papers_path: Path, users_path: Path, out: Path, k: int = 10) -> 
         for index, day in enumerate(days):
             todays = [p for p in papers if p["date"] == day]
             corpus.extend([p["id"] for p in todays], [_text(p) for p in todays], float(index))
+            window = corpus_window(corpus, [p["id"] for p in todays])
             for player in players:
-                shown = _replay_day(corpus, player, [p["id"] for p in todays], k, index)
+                shown = _replay_day(corpus, window, player, k, index)
                 _write(handle, {"user": player.name, "date": day, "shown": shown})
     return _replay_metrics(players, len(days), k) | {"users": len(players), "days": len(days)}
 
 
-def _replay_day(corpus: Corpus, player: ReplayUser, today: list[str], k: int, index: int) -> list[str]:
-    fresh = [paper_id for paper_id in today if paper_id not in player.shown]
-    rows = corpus.rows(fresh)
-    own = corpus.own(rows)
-    scores = player.profile.score(corpus, corpus.matrix[rows])
-    eligible = player.profile.evidence(corpus, own)
-    shown = [fresh[i] for i in diverse_top(own, scores, k, floor=0.0, eligible=eligible)]
+def _replay_day(corpus: Corpus, window: Window, player: ReplayUser, k: int, index: int) -> list[str]:
+    allowed = np.array([paper_id not in player.shown for paper_id in window.ids])
+    request = Request(_weights(player.profile, corpus), allowed, k)
+    shown = [str(window.ids[i]) for i, _ in pick_block(window, [request], floor=0.0)[0]]
     for paper_id in shown:  # the simulated user rates every shown paper, as a real click would
         player.profile.rate(paper_id, 1 if paper_id in player.relevant else -1)
     player.shown.update(shown)
-    possible = min(k, sum(paper_id in player.relevant for paper_id in today))
+    possible = min(k, sum(paper_id in player.relevant for paper_id in window.ids))
     if possible:
         player.day_scores.append((index, sum(p in player.relevant for p in shown) / possible))
     return shown

@@ -225,7 +225,12 @@ class Feedback(Base):
 
 
 class SubscriberModel(Base):
-    """A subscriber's relevance model, serialised, so it survives a restart without a refit."""
+    """A subscriber's relevance model: its inputs (``state``: keywords and the latest rating per paper) and
+    the weights derived from them (``weights``), so a digest scores without deriving anything.
+
+    ``weights`` were derived from model ``weights_version`` under a corpus of ``weights_basis`` papers;
+    they are derived again when the state moved on (a click) or the corpus grew past a bound.
+    """
 
     __tablename__ = "subscriber_models"
 
@@ -234,6 +239,55 @@ class SubscriberModel(Base):
     )
     version: Mapped[int] = mapped_column(Integer, default=1)
     state: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    weights: Mapped[bytes | None] = mapped_column(LargeBinary)
+    weights_version: Mapped[int | None] = mapped_column(Integer)
+    weights_basis: Mapped[int | None] = mapped_column(Integer)
+
+
+class PaperTerms(Base):
+    """A paper's hashed term counts, stored once at ingest so nothing ever hashes the history again.
+
+    ``neighbours``: for a short paper (a title alone), the papers whose text it borrows (corpus smoothing).
+    """
+
+    __tablename__ = "paper_terms"
+
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True)
+    counts: Mapped[bytes] = mapped_column(LargeBinary)
+    neighbours: Mapped[list[int] | None] = mapped_column(JSON)
+
+
+class CorpusState(Base):
+    """The corpus statistics, one row, updated as papers arrive: document frequencies, the sum of every
+    paper's row (the corpus mean) and of the rows of papers older than the candidate window (the
+    background), each an encoded array over the hashed columns. ``version`` counts the changes."""
+
+    __tablename__ = "corpus_state"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    stamp: Mapped[str] = mapped_column(String(32))  # changes with every write: a rolled-back one shows
+    papers: Mapped[int] = mapped_column(Integer, default=0)
+    df: Mapped[bytes] = mapped_column(LargeBinary)
+    mean_sum: Mapped[bytes] = mapped_column(LargeBinary)
+    background_sum: Mapped[bytes] = mapped_column(LargeBinary)
+    background_papers: Mapped[int] = mapped_column(Integer, default=0)
+    background_until: Mapped[dt.datetime | None] = mapped_column(DateTime)  # papers first seen before it
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class KeywordExpansion(Base):
+    """The papers that best match one set of keywords, kept up to date as papers arrive and shared by every
+    subscriber with that set (``key``: a hash of the normalised keywords)."""
+
+    __tablename__ = "keyword_expansions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    keywords: Mapped[list[str]] = mapped_column(default=list)
+    papers: Mapped[list[int]] = mapped_column(default=list)
+    scanned_to: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 

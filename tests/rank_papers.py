@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from digest.rank import corpus as corpus_module
-from digest.rank import model
+from digest.rank import expansion
 
 PAPERS = [
     (
@@ -74,4 +74,4 @@ def smooth_small_corpora(monkeypatch: pytest.MonkeyPatch) -> None:
     what pulls papers up."""
     monkeypatch.setattr(corpus_module, "NEIGHBOUR_MAX_SHARE", 1.0)
     monkeypatch.setattr(corpus_module, "NEIGHBOUR_MAX_DF", 3)
-    monkeypatch.setattr(model, "EXPANSION_DOCS", 0)
+    monkeypatch.setattr(expansion, "EXPANSION_DOCS", 0)

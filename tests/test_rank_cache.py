@@ -8,8 +8,8 @@ from rank_papers import PAPERS
 from digest.config import Settings
 from digest.db import Database
 from digest.models import Feedback, Paper, Subscriber, SubscriberModel
-from digest.rank import cache, corpus_for, load_profile, record_feedback
-from digest.rank.cache import cached_corpus, save_profile
+from digest.rank import cache, library_for, load_profile, record_feedback
+from digest.rank.cache import save_profile, weights_for
 from digest.rank.model import Profile
 
 
@@ -39,15 +39,16 @@ def test_the_model_survives_a_restart(db: Database, settings: Settings) -> None:
     with db.session() as session:
         subscriber, ids = _seed(session)
         record_feedback(session, subscriber, ids[7], 1, "web")
-        before = load_profile(session, subscriber).score(corpus_for(session), corpus_for(session).matrix)
+        before = weights_for(library_for(session), [subscriber])[subscriber.id]
         subscriber_id = subscriber.id
     db.dispose()
     reopened = Database(settings)
     with reopened.session() as session:
-        profile = load_profile(session, session.get(Subscriber, subscriber_id))
-        corpus = corpus_for(session)
+        subscriber = session.get(Subscriber, subscriber_id)
+        profile = load_profile(session, subscriber)
         assert profile.labels == {ids[7]: 1} and profile.keywords == ["robot"]
-        assert (profile.score(corpus, corpus.matrix) == before).all()
+        after = weights_for(library_for(session), [subscriber])[subscriber_id]
+        assert (after.columns == before.columns).all() and (after.values == before.values).all()
     reopened.dispose()
 
 
@@ -79,25 +80,40 @@ def test_changed_keywords_reach_the_stored_model(db: Database) -> None:
         assert load_profile(session, subscriber).keywords == ["cryptography"]
 
 
-def test_the_corpus_cache_follows_added_and_deleted_papers(db: Database) -> None:
+def test_a_digest_reads_the_stored_weights_and_derives_them_again_only_when_stale(
+    db: Database, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     with db.session() as session:
-        _, ids = _seed(session)
-        first = corpus_for(session)
-        assert len(first) == len(PAPERS) and corpus_for(session) is first
-        session.add(Paper(key="title:x", title_key="x", title="A new paper", abstract=None))
-        session.flush()
-        assert len(corpus_for(session)) == len(PAPERS) + 1
-        session.delete(session.get(Paper, ids[0]))
-        session.flush()
-        rebuilt = corpus_for(session)
-        assert len(rebuilt) == len(PAPERS) and ids[0] not in rebuilt.index
+        subscriber, ids = _seed(session)
+        record_feedback(session, subscriber, ids[7], 1, "web")
+        derived: list[int] = []
+        original = cache._derive
+
+        def counted(view, subscriber, model):  # type: ignore[no-untyped-def]
+            derived.append(subscriber.id)
+            return original(view, subscriber, model)
+
+        monkeypatch.setattr(cache, "_derive", counted)
+        weights_for(library_for(session), [subscriber])
+        assert derived == []  # stored by the vote itself
+        record_feedback(session, subscriber, ids[8], -1, "web", update=False)
+        weights_for(library_for(session), [subscriber])
+        assert len(derived) == 1  # the vote was only stored: derived once, then stored
+        weights_for(library_for(session), [subscriber])
+        subscriber.keywords = ["cryptography"]
+        assert list(weights_for(library_for(session), [subscriber])[subscriber.id].terms) == ["cryptography"]
+        assert len(derived) == 2
 
 
-def test_the_process_corpus_is_the_one_corpus_for_built(db: Database) -> None:
+def test_subscribers_who_rated_nothing_share_one_set_of_weights_per_keyword_list(db: Database) -> None:
     with db.session() as session:
-        _seed(session)
-        built = corpus_for(session)
-        assert cached_corpus(session) is built
+        first, _ = _seed(session)
+        same = Subscriber(channel="email", email="same@example.org", keywords=["robot"])
+        other = Subscriber(channel="email", email="other@example.org", keywords=["speech"])
+        session.add_all([same, other])
+        session.flush()
+        found = weights_for(library_for(session), [first, same, other])
+        assert found[first.id] is found[same.id] and found[other.id] is not found[first.id]
 
 
 def test_a_saved_profile_is_served_from_the_cache_until_its_state_changes(db: Database) -> None:

@@ -6,8 +6,15 @@ from rank_papers import PAPERS
 from digest.rank.corpus import Corpus
 from digest.rank.explain import explain, top_terms
 from digest.rank.model import Profile
+from digest.rank.weights import Weights
 
 TEXTS = [f"{t}\n{a}" for t, a in PAPERS]
+
+
+def why(profile: Profile, corpus: Corpus, paper: int, title_of=lambda i: PAPERS[i][0]) -> str:  # type: ignore[no-untyped-def]
+    """The line a digest gives for ``paper``, from the weights it reads for ``profile``."""
+    weights = Weights.of(profile.parts(corpus), profile.keywords)
+    return explain(weights, corpus.matrix[paper], corpus.own([paper]), TEXTS[paper], corpus.rows_of, title_of)
 
 
 @pytest.fixture
@@ -16,26 +23,26 @@ def corpus() -> Corpus:
 
 
 def test_explanation_names_the_matched_keyword(corpus: Corpus) -> None:
-    why = explain(Profile(["Query Expansion"]), corpus, 6, TEXTS[6], lambda i: PAPERS[i][0])
-    assert why.startswith("mentions your keyword Query Expansion")
+    line = why(Profile(["Query Expansion"]), corpus, 6)
+    assert line.startswith("mentions your keyword Query Expansion")
 
 
 def test_explanation_names_the_liked_paper_when_likes_drive_the_score(corpus: Corpus) -> None:
     profile = Profile([], {8: 1})
-    why = explain(profile, corpus, 7, TEXTS[7], lambda i: PAPERS[i][0])
-    assert why == "similar to “Robot grasping from point clouds” you liked"
+    line = why(profile, corpus, 7)
+    assert line == "similar to “Robot grasping from point clouds” you liked"
 
 
 def test_explanation_names_related_terms_when_the_keyword_is_absent(corpus: Corpus) -> None:
-    why = explain(Profile(["Sound"]), corpus, 2, TEXTS[2], lambda i: PAPERS[i][0])
-    assert why.startswith("related to your keywords (Sound) through:")
-    assert "audio" in why
+    line = why(Profile(["Sound"]), corpus, 2)
+    assert line.startswith("related to your keywords (Sound) through:")
+    assert "audio" in line
 
 
 def test_a_long_liked_title_is_shortened_at_a_word_boundary(corpus: Corpus) -> None:
     title = "Robot grasping from point clouds " * 4
-    why = explain(Profile([], {8: 1}), corpus, 7, TEXTS[7], lambda i: title)
-    quoted = why.removeprefix("similar to “").removesuffix("” you liked")
+    line = why(Profile([], {8: 1}), corpus, 7, lambda i: title)
+    quoted = line.removeprefix("similar to “").removesuffix("” you liked")
     assert len(quoted) <= 80 and quoted.endswith(" Robot…") and title.startswith(quoted[:-1])
 
 

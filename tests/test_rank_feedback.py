@@ -6,8 +6,9 @@ from sqlalchemy import select
 
 from digest.db import Database
 from digest.models import Feedback, Paper, Subscriber, SubscriberModel
-from digest.rank import corpus_for, load_profile, record_feedback
+from digest.rank import library_for, load_profile, record_feedback
 from digest.rank.model import Profile
+from digest.rank.weights import Weights
 
 
 def _seed(session) -> tuple[Subscriber, list[int]]:  # type: ignore[no-untyped-def]
@@ -38,15 +39,20 @@ def test_feedback_leaves_the_model_ready_to_score(db: Database) -> None:
     with db.session() as session:
         subscriber, ids = _seed(session)
         record_feedback(session, subscriber, ids[7], 1, "web")
-        corpus = corpus_for(session)
+        corpus = library_for(session)
         profile = load_profile(session, subscriber)
         assert profile._parts is not None and profile._rated is not None  # derived by the click itself
-        assert profile._rated.key == (id(corpus), corpus.version) and not profile._changed
+        assert not profile._rated.stale(corpus) and not profile._changed
         parts = profile.parts(corpus)
-        assert list(parts.liked_rows) == [corpus.index[ids[7]]]
+        assert list(parts.liked_ids) == [ids[7]]
+        stored = session.get(SubscriberModel, subscriber.id)
+        assert stored.weights_version == stored.version  # the weights a digest reads, stored with the vote
+        assert Weights.from_bytes(stored.weights).liked == (ids[7],)
         record_feedback(session, subscriber, ids[8], 1, "web", update=False)
         stored = load_profile(session, subscriber)
         assert stored.labels == {ids[7]: 1, ids[8]: 1} and stored._changed == [ids[8]]
+        model = session.get(SubscriberModel, subscriber.id)
+        assert model.weights_version != model.version  # stale: the next digest derives them again
 
 
 def test_bad_feedback_is_refused_and_nothing_is_stored(db: Database) -> None:

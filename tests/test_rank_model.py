@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from rank_papers import BORROWING_TITLES, PAPERS, smooth_small_corpora
 
-from digest.rank import model, rated
+from digest.rank import expansion, model, rated
 from digest.rank.corpus import Corpus
 from digest.rank.model import Profile
 from digest.rank.tfidf import term_columns
@@ -33,7 +33,7 @@ def test_keyword_expansion_reaches_papers_that_never_use_the_keyword(
     assert "sound" not in TEXTS[2].lower()
     assert reached[2]  # speaker verification, reached through "audio"
     assert not reached[9]  # cryptography is not reached
-    monkeypatch.setattr(model, "EXPANSION_DOCS", 0)
+    monkeypatch.setattr(expansion, "EXPANSION_DOCS", 0)
     unexpanded = Corpus.from_texts(list(range(len(PAPERS))), TEXTS)  # expansions are memoised per corpus
     assert not Profile(["Sound"]).evidence(unexpanded, unexpanded.matrix)[2]
 

@@ -34,7 +34,7 @@ def test_a_rating_after_derivation_updates_the_model_like_a_fresh_derivation(cor
     fresh = Profile(["robot"], profile.labels)
     assert _weights_close(profile, fresh, corpus)
     assert np.allclose(profile.score(corpus, corpus.matrix), fresh.score(corpus, corpus.matrix), atol=1e-6)
-    assert list(profile.parts(corpus).liked_rows) == list(fresh.parts(corpus).liked_rows)
+    assert list(profile.parts(corpus).liked_ids) == list(fresh.parts(corpus).liked_ids)
 
 
 def test_an_update_before_a_classifier_exists_matches_a_fresh_derivation(corpus: Corpus) -> None:
@@ -72,7 +72,7 @@ def test_the_rated_rows_are_the_corpus_rows_over_the_columns_they_and_the_keywor
     query = corpus.encode(["robot"])
     built = rated.RatedPapers.build(corpus, query, {7: 1, 2: -1, 0: 1, "unknown": 1})
     expected = corpus.matrix[[7, 2, 0]]
-    assert built.ids == (7, 2, 0) and list(built.rows) == [7, 2, 0]
+    assert built.ids == (7, 2, 0)
     assert np.array_equal(built.columns, np.union1d(expected.indices, query.indices))
     assert np.array_equal(built.matrix.toarray(), expected[:, built.columns].toarray())
     assert np.array_equal(built.keywords, query[:, built.columns].toarray().ravel())

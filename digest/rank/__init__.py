@@ -1,14 +1,25 @@
-"""Ranking: the corpus representation, the subscriber model, picking a digest, learning from feedback.
+"""Ranking: the corpus representation, the subscriber model, picking digests, learning from feedback.
 
 Public API (the contract with the other rooms):
-``pick_digest(session, settings, subscriber, *, now=None, k=None) -> list[Pick]`` and
+``pick_many(session, settings, subscribers, *, now=None, k=None, window=None) -> list[list[Pick]]``,
+``pick_digest(...)`` for one subscriber, and
 ``record_feedback(session, subscriber, paper_id, value, source) -> Feedback``.
 """
 
-from digest.rank.cache import corpus_for, load_profile
+from digest.rank.cache import load_profile
 from digest.rank.corpus import Corpus
 from digest.rank.feedback import record_feedback
+from digest.rank.library import library_for
 from digest.rank.model import Profile
-from digest.rank.pick import Pick, pick_digest
+from digest.rank.pick import Pick, pick_digest, pick_many
 
-__all__ = ["Corpus", "Pick", "Profile", "corpus_for", "load_profile", "pick_digest", "record_feedback"]
+__all__ = [
+    "Corpus",
+    "Pick",
+    "Profile",
+    "library_for",
+    "load_profile",
+    "pick_digest",
+    "pick_many",
+    "record_feedback",
+]

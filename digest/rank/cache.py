@@ -1,74 +1,38 @@
-"""What each process keeps between requests: the corpus of every paper, and subscribers' derived models
-checked against their stored state (``load_profile`` / ``save_profile``)."""
+"""Subscriber models between uses: each one's state and derived weights stored (``SubscriberModel``), and the
+profiles this process derived kept for the next click (``load_profile`` / ``save_profile``).
+
+A digest reads the stored weights (``weights_for``) and derives nothing, unless they are stale: the state
+moved on since (a vote stored without deriving, new keywords) or the corpus grew past
+``rated.IDF_DRIFT`` since they were derived; then they are derived again and stored. Subscribers who
+never rated anything share one set of weights per keyword list.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
+from collections.abc import Sequence
 
 from cachetools import LRUCache
-from sqlalchemy import func, select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from digest.models import Feedback, Paper, Subscriber, SubscriberModel, utcnow
-from digest.rank.corpus import DAY, Corpus, paper_text
+from digest.models import Feedback, Subscriber, SubscriberModel, utcnow
+from digest.rank.library import LibraryView
 from digest.rank.model import Profile
+from digest.rank.rated import IDF_DRIFT
+from digest.rank.weights import Weights
 
 _LOCK = threading.Lock()
-_CORPORA: dict[str, Corpus] = {}
 # Derived subscriber models of this process, by (database, subscriber): the stored state they match and
-# the profile, whose parts stay derived for the current corpus. A click updates the cached parts instead
-# of re-deriving them; a state written elsewhere (another process, a rolled-back transaction) no longer
-# matches and is loaded again. Bounded, as a profile holds its rated rows and the classifier's dot
-# products (a few MB at hundreds of ratings).
+# the profile, whose rated rows stay ready for the next click. A state written elsewhere (another
+# process, a rolled-back transaction) no longer matches and is loaded again. Bounded, as a profile holds
+# its rated rows and the classifier's dot products (a few MB at hundreds of ratings).
 PROFILE_CACHE_SIZE = 64
 _PROFILES: LRUCache[tuple[str, int], tuple[bytes, Profile]] = LRUCache(maxsize=PROFILE_CACHE_SIZE)
 
 
-def corpus_for(session: Session, recency_days: float | None = None) -> Corpus:
-    """All papers of this database as a corpus, cached per process and refreshed when papers arrive.
-
-    New papers (higher ids) are hashed and appended; a shrunk or reshuffled table is rebuilt from scratch.
-    ``recency_days`` (the digest's candidate window) makes papers first seen that long before the newest
-    the classifiers' background (``Corpus.background_mean``): no paper that is still a candidate is in it.
-    """
-    url = _url(session)
-    count, max_id = session.execute(select(func.count(Paper.id), func.max(Paper.id))).one()
-    with _LOCK:
-        corpus = _CORPORA.get(url) or Corpus()
-        if len(corpus) == count and (not count or corpus.ids[-1] == max_id):
-            return corpus
-        last = corpus.ids[-1] if len(corpus) else 0
-        if len(corpus) > count:
-            corpus, last = Corpus(), 0
-        _add_papers(session, corpus, after_id=last)
-        if len(corpus) != count:  # papers were deleted below the cached range: start again
-            corpus = Corpus()
-            _add_papers(session, corpus, after_id=0)
-        if recency_days is not None:
-            corpus.set_background_age(float(recency_days))
-        _CORPORA[url] = corpus
-        return corpus
-
-
 def _url(session: Session) -> str:
     return session.get_bind().url.render_as_string(hide_password=True)
-
-
-def _add_papers(session: Session, corpus: Corpus, after_id: int) -> None:
-    rows = session.execute(
-        select(Paper.id, Paper.title, Paper.abstract, Paper.first_seen_at)
-        .where(Paper.id > after_id)
-        .order_by(Paper.id)
-    ).all()
-    seen = [_days(r.first_seen_at) for r in rows]
-    corpus.extend([r.id for r in rows], [paper_text(r.title, r.abstract) for r in rows], seen)
-
-
-def _days(moment: dt.datetime) -> float:
-    """A stored (naive UTC) time as days since the epoch, the scale ``Corpus.extend`` is given."""
-    aware = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-    return aware.timestamp() / DAY
 
 
 def load_profile(session: Session, subscriber: Subscriber) -> Profile:
@@ -95,11 +59,15 @@ def profile_from(session: Session, subscriber: Subscriber, stored: SubscriberMod
             _remember(key, state, profile)
     else:
         profile = Profile(subscriber.keywords, _latest_ratings(session, subscriber.id))
-    keywords = [k.strip() for k in subscriber.keywords or [] if k.strip()]
+    keywords = _keywords(subscriber)
     if keywords != profile.keywords:
         profile = profile.copy()
         profile.set_keywords(keywords)
     return profile
+
+
+def _keywords(subscriber: Subscriber) -> list[str]:
+    return [k.strip() for k in subscriber.keywords or [] if k.strip()]
 
 
 def _remember(key: tuple[str, int], state: bytes, profile: Profile) -> None:
@@ -113,16 +81,28 @@ def save_profile(session: Session, subscriber: Subscriber, profile: Profile) -> 
 
 
 def save_profile_to(
-    session: Session, subscriber: Subscriber, profile: Profile, stored: SubscriberModel | None
+    session: Session,
+    subscriber: Subscriber,
+    profile: Profile,
+    stored: SubscriberModel | None,
+    weights: tuple[Weights, int] | None = None,
 ) -> None:
-    """``save_profile`` into the subscriber's stored model (``None``: there is none yet), already read."""
+    """``save_profile`` into the subscriber's stored model (``None``: there is none yet), already read; with
+    the ``weights`` derived from this very state (and the corpus size they were derived under), if any."""
     state = profile.to_state()
     if stored is None:
-        session.add(SubscriberModel(subscriber_id=subscriber.id, version=1, state=state))
+        stored = SubscriberModel(subscriber_id=subscriber.id, version=1, state=state)
+        session.add(stored)
     else:
         stored.state = state
         stored.version += 1
         stored.updated_at = utcnow()
+    if weights is not None:
+        stored.weights, stored.weights_version, stored.weights_basis = (
+            weights[0].to_bytes(),
+            stored.version,
+            weights[1],
+        )
     _remember((_url(session), subscriber.id), state, profile)
 
 
@@ -135,7 +115,59 @@ def _latest_ratings(session: Session, subscriber_id: int) -> dict[int, int]:
     return {paper_id: value for paper_id, value in rows}
 
 
-def cached_corpus(session: Session) -> Corpus | None:
-    """This process' corpus of the session's database as it is, without looking for new papers (None
-    before ``corpus_for`` built one)."""
-    return _CORPORA.get(_url(session))
+# --- the weights a digest uses ------------------------------------------------------------------------
+
+
+def weights_for(view: LibraryView, subscribers: Sequence[Subscriber]) -> dict[int, Weights]:
+    """Each subscriber's weights: stored ones when current, derived (and stored) otherwise."""
+    session = view.session
+    ids = [s.id for s in subscribers]
+    query = select(SubscriberModel).where(SubscriberModel.subscriber_id.in_(ids))
+    stored = {m.subscriber_id: m for m in session.scalars(query)}
+    rated = set(
+        session.scalars(select(Feedback.subscriber_id).where(Feedback.subscriber_id.in_(ids)).distinct())
+    )
+    found: dict[int, Weights] = {}
+    for subscriber in subscribers:
+        model = stored.get(subscriber.id)
+        if model is None and subscriber.id not in rated:
+            found[subscriber.id] = keyword_weights(view, _keywords(subscriber))
+            continue
+        current = _current(view, subscriber, model)
+        found[subscriber.id] = current if current is not None else _derive(view, subscriber, model)
+    return found
+
+
+def keyword_weights(view: LibraryView, keywords: list[str]) -> Weights:
+    """A subscriber who rated nothing: weights shared by all with these keywords (per corpus version)."""
+    key = ("keyword weights", tuple(keywords), view.version)
+    cached = view.memo.get(key)
+    if not isinstance(cached, Weights):
+        cached = view.memo[key] = Weights.of(Profile(keywords).parts(view), keywords)
+    return cached
+
+
+def _current(view: LibraryView, subscriber: Subscriber, model: SubscriberModel | None) -> Weights | None:
+    """The stored weights, if derived from the stored state, for these keywords, under about this IDF."""
+    if model is None or model.weights is None or model.weights_version != model.version:
+        return None
+    if len(view) > (model.weights_basis or 0) * (1 + IDF_DRIFT):
+        return None
+    weights = Weights.from_bytes(bytes(model.weights))
+    return weights if list(weights.terms) == _keywords(subscriber) else None
+
+
+def _derive(view: LibraryView, subscriber: Subscriber, model: SubscriberModel | None) -> Weights:
+    """Weights derived from the subscriber's model (kept by this process for its next click) and stored
+    when there is a stored model to keep them beside."""
+    profile = profile_from(view.session, subscriber, model)
+    weights = Weights.of(profile.parts(view), profile.keywords)
+    if model is not None:
+        # Only beside the state they come from: a vote stored meanwhile makes them stale anyway.
+        view.session.execute(
+            update(SubscriberModel)
+            .where(SubscriberModel.subscriber_id == subscriber.id, SubscriberModel.version == model.version)
+            .values(weights=weights.to_bytes(), weights_version=model.version, weights_basis=len(view))
+            .execution_options(synchronize_session=False)
+        )
+    return weights

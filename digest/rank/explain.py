@@ -10,28 +10,32 @@ from functools import lru_cache
 import numpy as np
 import scipy.sparse as sp
 
-from digest.rank.corpus import Corpus
-from digest.rank.model import Profile
 from digest.rank.tfidf import ANALYZER, phrase_pattern, term_columns
 from digest.rank.vectors import sparse_dot, values_at
+from digest.rank.weights import Weights
 
 TITLE_CHARS = 80  # a liked paper's title is shortened to this many characters
+LIKED_COMPARED = 50  # the nearest liked paper is looked for among the latest this many (bounds the cost)
 
 
 def explain(
-    profile: Profile, corpus: Corpus, paper_id: Hashable, text: str, title_of: Callable[[Hashable], str]
+    weights: Weights,
+    row: sp.csr_matrix,
+    own: sp.csr_matrix,
+    text: str,
+    liked_rows: Callable[[tuple[Hashable, ...]], sp.csr_matrix],
+    title_of: Callable[[Hashable], str],
 ) -> str:
-    """A short, true reason why ``profile`` scored the paper: the liked paper nearest to this one when the
-    ratings drove its score more than the keywords, otherwise the keywords and terms that scored it."""
-    parts = profile.parts(corpus)
-    row = corpus.matrix[corpus.index[paper_id]]
-    from_likes = float(sparse_dot(row, parts.learned)[0])
-    from_keywords = parts.keyword_weight * float(sparse_dot(row, parts.keywords)[0])
-    if parts.liked_rows.size and from_likes >= from_keywords:
-        similar = sparse_dot(corpus.matrix[parts.liked_rows], row)
-        nearest = corpus.ids[int(parts.liked_rows[int(np.argmax(similar))])]
+    """A short, true reason why ``weights`` scored the paper (its ``row``, its ``own`` row, its ``text``):
+    the liked paper nearest to it when the ratings drove its score more than the keywords, otherwise the
+    keywords and terms that scored it."""
+    from_likes = float(sparse_dot(row, weights.sparse(weights.learned))[0])
+    from_keywords = weights.keyword_weight * float(sparse_dot(row, weights.sparse(weights.keywords))[0])
+    if weights.liked and from_likes >= from_keywords:
+        latest = weights.liked[-LIKED_COMPARED:]
+        nearest = latest[int(np.argmax(sparse_dot(liked_rows(latest), row)))]
         return f"similar to “{textwrap.shorten(title_of(nearest), TITLE_CHARS, placeholder='…')}” you liked"
-    return _terms_reason(profile.keywords, corpus.own([corpus.index[paper_id]]), parts.weights, text)
+    return _terms_reason(list(weights.terms), own, weights.sparse(), text)
 
 
 def _terms_reason(keywords: list[str], row: sp.csr_matrix, weights: sp.csr_matrix, text: str) -> str:

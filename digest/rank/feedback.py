@@ -5,7 +5,9 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from digest.models import Feedback, Paper, Subscriber, SubscriberModel
-from digest.rank.cache import cached_corpus, corpus_for, profile_from, save_profile_to
+from digest.rank.cache import profile_from, save_profile_to
+from digest.rank.library import library_for
+from digest.rank.weights import Weights
 
 
 def record_feedback(
@@ -14,9 +16,10 @@ def record_feedback(
     """Store one 👍 (+1) / 👎 (-1) event and update the subscriber's model in the same transaction.
 
     With ``update`` (the default) the model is also brought up to date under the current corpus before
-    returning, so the next digest scores with it at once: the click's row is appended to the profile's
-    rated rows and the classifier refitted (``Profile.parts``), not re-derived from scratch.
-    ``update=False`` only stores the event and the ratings; the model is then updated when first used.
+    returning and its weights stored, so the next digest scores with them at once: the click's row is
+    appended to the profile's rated rows and the classifier refitted (``Profile.parts``), not re-derived
+    from scratch. ``update=False`` only stores the event and the ratings; the weights are then derived
+    where they are next used (``digest.rank.cache.weights_for``).
     """
     if value not in (1, -1):
         raise ValueError(f"value: must be +1 or -1, got {value!r}")
@@ -27,11 +30,10 @@ def record_feedback(
     feedback = Feedback(subscriber_id=subscriber.id, paper_id=paper_id, value=value, source=source)
     session.add(feedback)
     profile.rate(paper_id, value)
+    weights = None
     if update:
-        # The process' corpus will do if it holds the paper: a newer one is noticed (and the model derived
-        # again) by the next ``pick_digest``, and this saves the papers-table query on every click.
-        corpus = cached_corpus(session)
-        profile.parts(corpus if corpus is not None and paper_id in corpus.index else corpus_for(session))
-    save_profile_to(session, subscriber, profile, stored)
+        view = library_for(session)
+        weights = (Weights.of(profile.parts(view), profile.keywords), len(view))
+    save_profile_to(session, subscriber, profile, stored, weights)
     session.flush()
     return feedback

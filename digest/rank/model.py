@@ -17,8 +17,8 @@ negatives (a paper nobody rated may not have been seen).
 
 A click updates the derived model instead of deriving it again (``digest.rank.rated``): the rated rows
 are kept over the few columns they and the keyword vector use, so a rating appends a row, adds it to the
-centroids' running sums and grows the classifier's dot products; new papers (a new IDF) or new keywords
-derive everything again.
+centroids' running sums and grows the classifier's dot products. New keywords, or a corpus grown past
+``rated.IDF_DRIFT`` (the IDF moved), derive everything again.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.preprocessing import normalize
 
 from digest.rank import classifier
-from digest.rank.corpus import Corpus
+from digest.rank.expansion import expand_keywords
 from digest.rank.rated import RatedPapers
+from digest.rank.source import PaperSource
 from digest.rank.tfidf import BLOCK, N_FEATURES
 from digest.rank.vectors import sparse_dot, unit
 
@@ -47,27 +47,6 @@ DISLIKED_WEIGHT = 1.0
 PRIOR_WEIGHT = 0.75  # the corpus mean, subtracted while there is no 👎 yet
 CLASSIFIER_WEIGHT = 3.0
 SCORE_CHUNK = 64  # profiles scored together by ``score_many``
-EXPANSION_DOCS = 10
-EXPANSION_WEIGHT = 0.5
-EXPANSION_RELATIVE = 0.5  # expansion papers must score at least this fraction of the best match
-
-
-def _empty() -> sp.csr_matrix:
-    return sp.csr_matrix((1, N_FEATURES), dtype=np.float32)
-
-
-def _row_mean(matrix: sp.csr_matrix) -> sp.csr_matrix:
-    """Mean of the rows as a 1 x N_FEATURES row (a sparse sum: a dense one would be 2**21 wide)."""
-    return _summed(matrix.indices, matrix.data, matrix.shape[0])
-
-
-def _summed(columns: np.ndarray, values: np.ndarray, divisor: float = 1.0) -> sp.csr_matrix:
-    """A 1 x N_FEATURES float32 row of the ``values`` summed per column (in float64), over ``divisor``."""
-    row = sp.csr_matrix(
-        (values.astype(np.float64), (np.zeros(columns.size, dtype=np.int32), columns)), shape=(1, N_FEATURES)
-    )
-    row.data /= divisor
-    return row.astype(np.float32)
 
 
 class Parts:
@@ -85,11 +64,11 @@ class Parts:
         liked: np.ndarray,
         disliked: np.ndarray,
         classifier: np.ndarray,
-        liked_rows: np.ndarray,
+        liked_ids: tuple[Hashable, ...],
         n_disliked: int,
     ) -> None:
         self.columns = columns
-        self.liked_rows = liked_rows
+        self.liked_ids = liked_ids
         self.prior = 0.0 if n_disliked else PRIOR_WEIGHT  # the corpus-mean penalty, until a 👎
         learned = LIKED_WEIGHT * liked + CLASSIFIER_WEIGHT * classifier
         weights = self.keyword_weight * keywords + learned - DISLIKED_WEIGHT * disliked
@@ -102,7 +81,17 @@ class Parts:
 
     @property
     def keyword_weight(self) -> float:
-        return _keyword_weight(self.liked_rows.size)
+        return _keyword_weight(len(self.liked_ids))
+
+    @property
+    def learned_values(self) -> np.ndarray:
+        """What the ratings add that pulls papers up (👍 centroid and classifier), over ``columns``."""
+        return LIKED_WEIGHT * self._liked + CLASSIFIER_WEIGHT * self._classifier
+
+    @property
+    def keyword_values(self) -> np.ndarray:
+        """The expanded keyword vector over ``columns``."""
+        return self._keywords
 
     @cached_property
     def weights(self) -> sp.csr_matrix:
@@ -130,7 +119,7 @@ class Parts:
     @cached_property
     def learned(self) -> sp.csr_matrix:
         """What the ratings add that pulls papers up: the 👍 centroid and the classifier."""
-        return self._sparse(LIKED_WEIGHT * self._liked + CLASSIFIER_WEIGHT * self._classifier)
+        return self._sparse(self.learned_values)
 
     def _sparse(self, dense: np.ndarray) -> sp.csr_matrix:
         at = np.flatnonzero(dense)
@@ -191,10 +180,9 @@ class Profile:
             self._rated = self._parts = None
 
     # --- scoring -----------------------------------------------------------------------------------
-    def parts(self, corpus: Corpus) -> Parts:
-        """The derived model under ``corpus``: updated for new ratings, derived again for a new corpus."""
-        key = (id(corpus), corpus.version)
-        if self._rated is None or self._rated.key != key:
+    def parts(self, corpus: PaperSource) -> Parts:
+        """The derived model under ``corpus``: updated for new ratings, derived again when stale."""
+        if self._rated is None or self._rated.stale(corpus):
             query = expand_keywords(corpus, self.keywords) if self.keywords else None
             self._rated, self._parts = RatedPapers.build(corpus, query, self.labels), None
         elif self._changed:
@@ -204,10 +192,10 @@ class Profile:
             self._parts = _derived(self._rated)
         return self._parts
 
-    def weights(self, corpus: Corpus) -> sp.csr_matrix:
+    def weights(self, corpus: PaperSource) -> sp.csr_matrix:
         return self.parts(corpus).weights
 
-    def score(self, corpus: Corpus, rows: sp.csr_matrix) -> np.ndarray:
+    def score(self, corpus: PaperSource, rows: sp.csr_matrix) -> np.ndarray:
         """Scores of the given TF-IDF rows (e.g. ``corpus.matrix[candidate_rows]``)."""
         parts = self.parts(corpus)
         scores = sparse_dot(rows, parts.weights)
@@ -215,13 +203,13 @@ class Profile:
             scores -= parts.prior * corpus.generality(rows)
         return scores
 
-    def evidence(self, corpus: Corpus, rows: sp.csr_matrix) -> np.ndarray:
+    def evidence(self, corpus: PaperSource, rows: sp.csr_matrix) -> np.ndarray:
         """Whether each row shares a word or phrase with what pulls papers up (keywords, 👍, classifier).
 
         A paper without one has no true "why" and is never picked, whatever its score after the negative
         parts (👎, corpus mean) moved it. Words only: two English texts share character 4-grams anyway.
-        ``rows`` are the papers' own rows (``Corpus.own``): a word a short paper only borrowed from its
-        neighbours is not a reason to give.
+        ``rows`` are the papers' own rows (``PaperSource.own_of``): a word a short paper only borrowed
+        from its neighbours is not a reason to give.
         """
         weights = self.parts(corpus).weights
         keep = (weights.indices < BLOCK) & (weights.data > 0)
@@ -255,7 +243,7 @@ class Profile:
         return cls(meta["keywords"], labels)
 
 
-def score_many(profiles: Sequence[Profile], corpus: Corpus, rows: sp.csr_matrix) -> np.ndarray:
+def score_many(profiles: Sequence[Profile], corpus: PaperSource, rows: sp.csr_matrix) -> np.ndarray:
     """``Profile.score`` for many profiles at once (profiles x rows).
 
     Every profile scores every row, so the result is dense: rather than one sparse product (which first
@@ -294,37 +282,6 @@ def _by_used_column(rows: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, sp.csc
     return used, local, compact.tocsc()
 
 
-def expand_keywords(corpus: Corpus, keywords: list[str]) -> sp.csr_matrix:
-    """Keyword query (each keyword a unit vector, phrase bigrams included) + centroid of its best matches.
-
-    Shared by every subscriber with the same keywords until the corpus changes (``Corpus.memo``).
-    """
-    if not keywords:
-        return _empty()
-    key = ("expand", tuple(keywords))
-    cached = corpus.memo.get(key)
-    if cached is None:
-        cached = corpus.memo[key] = _expand(corpus, keywords)
-    return cached  # type: ignore[return-value]
-
-
-def _expand(corpus: Corpus, keywords: list[str]) -> sp.csr_matrix:
-    query = normalize(_row_mean(corpus.encode(keywords)))
-    if len(corpus) == 0 or EXPANSION_DOCS == 0 or query.nnz == 0:
-        return query
-    scores = sparse_dot(corpus.matrix, query)
-    top = np.argpartition(-scores, EXPANSION_DOCS)[:EXPANSION_DOCS] if scores.size > EXPANSION_DOCS else None
-    top = (
-        top[np.argsort(-scores[top], kind="stable")]
-        if top is not None
-        else np.argsort(-scores, kind="stable")
-    )
-    top = top[scores[top] >= max(EXPANSION_RELATIVE * scores[top[0]], np.finfo(np.float32).tiny)]
-    if top.size == 0:
-        return query
-    return normalize(query + EXPANSION_WEIGHT * normalize(_row_mean(corpus.matrix[top])))
-
-
 def _derived(rated: RatedPapers) -> Parts:
     """The weight vector's components from the rated rows' sums and the classifier fitted on them."""
     liked, disliked = rated.labels > 0, rated.labels < 0
@@ -336,6 +293,4 @@ def _derived(rated: RatedPapers) -> Parts:
             classifier.fit(rated.gram, rated.classifier_rows, rated.classifier_liked, rated.background)
         )
     n_disliked = int(disliked.sum())
-    return Parts(
-        rated.columns, rated.keywords, liked_dense, disliked_dense, coef, rated.rows[liked], n_disliked
-    )
+    return Parts(rated.columns, rated.keywords, liked_dense, disliked_dense, coef, rated.liked, n_disliked)

@@ -1,29 +1,30 @@
-"""Picking one digest: candidates (recent, unseen, unrated, not excluded) → model scores → diversity → why."""
+"""Picking digests from the database: the day's window (``digest.rank.window``), each subscriber's stored
+weights (``digest.rank.cache``), what they may get (recent, never sent, never rated, not excluded), the
+picks (``digest.rank.scoring``) and why each was picked (``digest.rank.explain``).
+
+``pick_many`` picks for many subscribers at once: the window is read once, the subscribers' sent and rated
+papers in two queries, their weights in one; ``pick_digest`` is the same for one subscriber.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Hashable
+from collections import defaultdict
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
-from sqlalchemy import exists, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from digest.config import Settings
 from digest.models import DeliveryItem, Feedback, Paper, Subscriber, utcnow
-from digest.rank.cache import corpus_for, load_profile
-from digest.rank.corpus import paper_text
+from digest.rank.cache import weights_for
 from digest.rank.explain import explain
-from digest.rank.tfidf import phrase_pattern
-from digest.rank.vectors import sparse_dot
-
-# Two picks whose TF-IDF cosine exceeds this are near-copies (the same work under two titles, or a paper
-# and its companion); the lower-scoring one is skipped. Papers on the same topic sit well below it: over
-# the 30 days of the arXiv dev file (5,504 papers) no two distinct papers reach 0.6, a resubmitted copy
-# sits near 1.
-MAX_SIMILARITY = 0.8
+from digest.rank.library import LibraryView, library_for
+from digest.rank.scoring import Request, pick_block
+from digest.rank.weights import Weights
+from digest.rank.window import Window, build_window
 
 
 @dataclass(frozen=True)
@@ -41,81 +42,98 @@ def pick_digest(
     now: dt.datetime | None = None,
     k: int | None = None,
 ) -> list[Pick]:
-    """The top ``k`` new papers for ``subscriber``, best first; fewer (or none) on a weak day.
+    """The top ``k`` new papers for ``subscriber``, best first; fewer (or none) on a weak day."""
+    return pick_many(session, settings, [subscriber], now=now, k=k)[0]
 
-    Per subscriber this loads candidate ids only (the papers' rows are already in the per-process corpus,
-    ``cache.corpus_for``) and then the ``k`` chosen papers; the keyword expansion is shared by every
-    subscriber with the same keywords until the corpus changes.
-    """
-    k = k or subscriber.digest_size or settings.default_digest_size
+
+def pick_many(
+    session: Session,
+    settings: Settings,
+    subscribers: Sequence[Subscriber],
+    *,
+    now: dt.datetime | None = None,
+    k: int | None = None,
+    window: Window | None = None,
+) -> list[list[Pick]]:
+    """Each subscriber's picks (``k``, else their digest size, else the default), in order."""
     since = (now or utcnow()) - dt.timedelta(days=settings.recency_days)
-    ids = candidate_ids(session, subscriber, since)
-    if not ids:
-        return []
-    corpus = corpus_for(session, settings.recency_days)
-    profile = load_profile(session, subscriber)
-    ids = [i for i in ids if i in corpus.index]
-    rows = corpus.rows(ids)
-    own = corpus.own(rows)
-    scores = profile.score(corpus, corpus.matrix[rows])
-    chosen = diverse_top(own, scores, k, floor=settings.min_score, eligible=profile.evidence(corpus, own))
-    papers = {p.id: p for p in session.scalars(select(Paper).where(Paper.id.in_([ids[i] for i in chosen])))}
-    titles = _title_lookup(session)
+    window = window or build_window(session, since)
+    view = library_for(session)
+    fresh = window.fresh(np.datetime64(since))
+    seen = _seen(session, [s.id for s in subscribers], window)
+    weights = weights_for(view, subscribers)
+    requests = [
+        Request(
+            weights[s.id],
+            _allowed(window, s, fresh, seen[s.id]),
+            k or s.digest_size or settings.default_digest_size,
+        )
+        for s in subscribers
+    ]
+    chosen = pick_block(window, requests, settings.min_score)
+    return _picks(view, window, subscribers, weights, chosen)
+
+
+def _seen(session: Session, ids: list[int], window: Window) -> dict[int, set[int]]:
+    """Per subscriber, the window's papers they were sent or rated (two queries for the whole chunk)."""
+    seen: dict[int, set[int]] = defaultdict(set)
+    if not window.ids:
+        return seen
+    lowest = min(window.ids)  # papers are stored in order, so the window's are the newest ids
+    for table in (DeliveryItem, Feedback):
+        query = select(table.subscriber_id, table.paper_id).where(
+            table.subscriber_id.in_(ids), table.paper_id >= lowest
+        )
+        for subscriber_id, paper_id in session.execute(query):
+            seen[subscriber_id].add(paper_id)
+    return seen
+
+
+def _allowed(window: Window, subscriber: Subscriber, fresh: np.ndarray, seen: set[int]) -> np.ndarray:
+    allowed = fresh.copy()
+    for paper_id in seen:
+        at = window.position.get(paper_id)
+        if at is not None:
+            allowed[at] = False
+    return allowed & ~window.excluded(tuple(w for w in subscriber.excluded_keywords or [] if w.strip()))
+
+
+def _picks(
+    view: LibraryView,
+    window: Window,
+    subscribers: Sequence[Subscriber],
+    weights: dict[int, Weights],
+    chosen: list[list[tuple[int, float]]],
+) -> list[list[Pick]]:
+    wanted = {window.ids[i] for found in chosen for i, _ in found}
+    papers = {p.id: p for p in view.session.scalars(select(Paper).where(Paper.id.in_(wanted)))}
+    titles = _Titles(view.session)
     picks = []
-    for i in chosen:
-        paper = papers[ids[i]]
-        picks.append(Pick(paper, float(scores[i]), explain(profile, corpus, paper.id, _text(paper), titles)))
+    for subscriber, found in zip(subscribers, chosen, strict=True):
+        w = weights[subscriber.id]
+        picks.append(
+            [
+                Pick(papers[window.ids[i]], score, _why(view, window, w, i, titles))  # type: ignore[index]
+                for i, score in found
+            ]
+        )
     return picks
 
 
-def candidate_ids(session: Session, subscriber: Subscriber, since: dt.datetime) -> list[int]:
-    """Ids of papers first seen since ``since`` that this subscriber was never sent, never rated, and
-    that mention none of the subscriber's excluded keywords (texts are read only when there are some)."""
-    sent = exists().where(DeliveryItem.subscriber_id == subscriber.id, DeliveryItem.paper_id == Paper.id)
-    rated = exists().where(Feedback.subscriber_id == subscriber.id, Feedback.paper_id == Paper.id)
-    fresh = (Paper.first_seen_at >= since, ~sent, ~rated)
-    patterns = [phrase_pattern(w) for w in subscriber.excluded_keywords or [] if w.strip()]
-    if not patterns:
-        return list(session.scalars(select(Paper.id).where(*fresh).order_by(Paper.id)))
-    rows = session.execute(select(Paper.id, Paper.title, Paper.abstract).where(*fresh).order_by(Paper.id))
-    return [r.id for r in rows if not any(p.search(paper_text(r.title, r.abstract)) for p in patterns)]
+def _why(view: LibraryView, window: Window, weights: Weights, i: int, titles: _Titles) -> str:
+    row, own = window.rows[i], window.own[i]
+    return explain(weights, row, own, window.texts[i], view.rows_of, titles)
 
 
-def diverse_top(
-    own: sp.csr_matrix,
-    scores: np.ndarray,
-    k: int,
-    *,
-    floor: float,
-    eligible: np.ndarray | None = None,
-) -> list[int]:
-    """Indices of the best scores, skipping near-copies of a pick already made: by the papers' ``own``
-    rows (``Corpus.own``), not by what a short paper borrowed from its neighbours.
+class _Titles:
+    """Titles of liked papers, read as needed."""
 
-    ``eligible`` (``Profile.evidence``) marks the papers that share at least one feature with what the
-    subscriber asked for or liked; the others have no true "why" and are never picked. Scores themselves
-    may be negative (the 👎 and corpus-mean parts subtract), which says nothing against a paper on a day
-    when every paper is below zero, so ``floor`` (``DIGEST_MIN_SCORE``) only applies when it is above 0.
-    """
-    chosen: list[int] = []
-    for i in np.argsort(-scores, kind="stable"):
-        if len(chosen) == k or (floor > 0 and scores[i] < floor):
-            break
-        if eligible is not None and not eligible[i]:
-            continue
-        if chosen and sparse_dot(own[chosen], own[i]).max() > MAX_SIMILARITY:
-            continue
-        chosen.append(int(i))
-    return chosen
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.known: dict[Hashable, str] = {}
 
-
-def _text(paper: Paper) -> str:
-    return paper_text(paper.title, paper.abstract)
-
-
-def _title_lookup(session: Session) -> Callable[[Hashable], str]:
-    def title(paper_id: Hashable) -> str:
-        paper = session.get(Paper, paper_id)
-        return paper.title if paper is not None else str(paper_id)
-
-    return title
+    def __call__(self, paper_id: Hashable) -> str:
+        if paper_id not in self.known:
+            title = self.session.scalar(select(Paper.title).where(Paper.id == paper_id))
+            self.known[paper_id] = title if title is not None else str(paper_id)
+        return self.known[paper_id]

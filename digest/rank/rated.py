@@ -11,9 +11,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from digest.rank import classifier
-from digest.rank.corpus import Corpus
+from digest.rank.source import PaperSource
 
 CLASSIFIER_MIN_RATINGS = 10
+# A derived model stays valid while the corpus has grown by at most this share since it was derived: the
+# IDF moves little, and a day's new papers must not derive every model again (on the dev replay 5% keeps
+# every figure, 10% moves hit@10 by .0025; docs/scaling.md). A click still updates it at once.
+IDF_DRIFT = 0.05
 # The classifier learns from the papers most recently rated (first time): tastes drift, and it bounds a
 # click's cost.
 CLASSIFIER_MAX_RATINGS = 1000
@@ -30,9 +34,9 @@ class RatedPapers:
     Never mutated: an update builds a new one, so a cached profile can be shared (``Profile.copy``).
     """
 
-    key: tuple  # the corpus and its version
+    source: Hashable  # the corpus (``PaperSource.identity``)
+    basis: int  # its size when the rows were weighed
     ids: tuple
-    rows: np.ndarray  # corpus row of each rated paper
     labels: np.ndarray  # +1 / -1 per rated paper
     columns: np.ndarray
     matrix: sp.csr_matrix
@@ -45,31 +49,36 @@ class RatedPapers:
 
     @classmethod
     def build(
-        cls, corpus: Corpus, query: sp.csr_matrix | None, labels: Mapping[Hashable, int]
+        cls, corpus: PaperSource, query: sp.csr_matrix | None, labels: Mapping[Hashable, int]
     ) -> RatedPapers:
         """The papers rated in ``labels`` (those the corpus has), with the expanded keyword ``query``."""
-        ids = tuple(i for i in labels if i in corpus.index)
-        rows = corpus.rows(ids)
-        rated = corpus.matrix[rows]
+        ids = tuple(corpus.known(list(labels)))
+        rated = corpus.rows_of(ids)
         indices = rated.indices
         columns, local = np.unique(
             indices if query is None else np.concatenate([indices, query.indices]), return_inverse=True
         )
         matrix = sp.csr_matrix(
-            (rated.data, local[: indices.size], rated.indptr), shape=(rows.size, columns.size)
+            (rated.data, local[: indices.size], rated.indptr), shape=(len(ids), columns.size)
         )
         keywords = np.zeros(columns.size, dtype=np.float64)
         if query is not None:
             keywords[local[indices.size :]] = query.data
         values = np.array([labels[i] for i in ids], dtype=np.float64)
         sums = _side_sums(matrix, values, columns.size)
-        built = cls(
-            (id(corpus), corpus.version), ids, rows, values, columns, matrix, keywords, sums, None, None
-        )
+        built = cls(corpus.identity, len(corpus), ids, values, columns, matrix, keywords, sums, None, None)
         return built.with_classifier_inputs(corpus)
 
+    def stale(self, corpus: PaperSource) -> bool:
+        """Derived on another corpus, or on this one before it grew past ``IDF_DRIFT``."""
+        return self.source != corpus.identity or len(corpus) > self.basis * (1 + IDF_DRIFT)
+
+    @property
+    def liked(self) -> tuple[Hashable, ...]:
+        return tuple(paper for paper, label in zip(self.ids, self.labels, strict=True) if label > 0)
+
     def updated(
-        self, corpus: Corpus, labels: Mapping[Hashable, int], changed: Iterable[Hashable]
+        self, corpus: PaperSource, labels: Mapping[Hashable, int], changed: Iterable[Hashable]
     ) -> RatedPapers:
         """The same with the ratings of the ``changed`` papers added or replaced."""
         values = self.labels.copy()
@@ -80,18 +89,20 @@ class RatedPapers:
                 if values[position[paper]] != labels[paper]:  # not when flipped and flipped back
                     flipped.append(position[paper])
                     values[position[paper]] = labels[paper]
-            elif paper in corpus.index:
+            else:
                 fresh.append(paper)
+        fresh = corpus.known(fresh)
         sums = _flipped(self.sums, self.matrix, values, np.array(flipped, dtype=np.int64))
         relabelled = dataclasses.replace(self, labels=values, sums=sums)
         if fresh:
             return relabelled._appended(corpus, fresh, labels)
         return relabelled.with_classifier_inputs(corpus)  # the rows, hence the dot products, are the same
 
-    def _appended(self, corpus: Corpus, fresh: list[Hashable], labels: Mapping[Hashable, int]) -> RatedPapers:
+    def _appended(
+        self, corpus: PaperSource, fresh: list[Hashable], labels: Mapping[Hashable, int]
+    ) -> RatedPapers:
         """The same with the rows of the newly rated ``fresh`` papers appended."""
-        new_rows = corpus.rows(fresh)
-        sub = corpus.matrix[new_rows]
+        sub = corpus.rows_of(fresh)
         grown = self._with_columns(corpus, sub.indices)
         columns, matrix = grown.columns, grown.matrix
         matrix = sp.csr_matrix(
@@ -108,7 +119,6 @@ class RatedPapers:
         appended = dataclasses.replace(
             grown,
             ids=self.ids + tuple(fresh),
-            rows=np.concatenate([self.rows, new_rows]),
             labels=np.concatenate([self.labels, added_values]),
             matrix=matrix,
             sums=sums,
@@ -116,7 +126,7 @@ class RatedPapers:
         )
         return appended.with_classifier_inputs(corpus)
 
-    def _with_columns(self, corpus: Corpus, wanted: np.ndarray) -> RatedPapers:
+    def _with_columns(self, corpus: PaperSource, wanted: np.ndarray) -> RatedPapers:
         """The same over its columns and those of ``wanted`` it lacks (inserted in order: a stored column
         moves up by the count inserted before it)."""
         columns = self.columns
@@ -144,7 +154,7 @@ class RatedPapers:
             background=background,
         )
 
-    def with_classifier_inputs(self, corpus: Corpus) -> RatedPapers:
+    def with_classifier_inputs(self, corpus: PaperSource) -> RatedPapers:
         """Itself, with ``gram`` and ``background`` computed once the classifier trains (a subscriber
         with 👍 only, like every CiteULike case, never pays for them)."""
         if self.gram is not None or not self.trains_classifier:
@@ -169,7 +179,7 @@ class RatedPapers:
         return self.labels[-CLASSIFIER_MAX_RATINGS:] > 0
 
 
-def _background(corpus: Corpus, columns: np.ndarray) -> np.ndarray | None:
+def _background(corpus: PaperSource, columns: np.ndarray) -> np.ndarray | None:
     """The older papers' mean row at ``columns`` only (None while there are no older papers): the
     classifier's weights live on the rated papers' terms, the mean only tells it which of those terms an
     average paper has."""

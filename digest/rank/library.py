@@ -1,0 +1,247 @@
+"""The corpus of a database as the service holds it: the statistics in memory (read again when another
+process wrote them), other papers' rows weighed from their stored term counts when they are needed.
+
+Memory is bounded by the statistics (three arrays over the hashed columns), the day's candidate window
+(``digest.rank.window``) and a bounded cache of decoded counts, whatever the number of papers stored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from cachetools import LRUCache
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from digest.models import Paper, PaperTerms
+from digest.rank import store
+from digest.rank.corpus import MIN_BORROW, borrowing_share, nearest, paper_text, smoothed
+from digest.rank.statistics import CorpusStatistics
+from digest.rank.tfidf import N_FEATURES, term_counts
+
+COUNTS_CACHE = 5_000  # decoded papers kept per process (~7 KB each for an abstract)
+
+
+@dataclass
+class NewPaper:
+    """A paper to count in the statistics: stored already, not yet indexed."""
+
+    id: int
+    text: str
+    first_seen: dt.datetime
+
+
+class Library:
+    """One database's statistics and decoded counts, shared by every session of this process."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.lock = threading.RLock()
+        self.statistics = CorpusStatistics()
+        self.stamp: tuple[int, str] | None = None
+        self.counts: LRUCache[int, tuple[sp.csr_matrix, tuple[int, ...]]] = LRUCache(maxsize=COUNTS_CACHE)
+        self.memo: dict[Hashable, object] = {}  # per statistics version (keyword expansions)
+        self.windows: dict[Hashable, object] = {}  # the candidate windows (``digest.rank.window``)
+
+    def refresh(self, session: Session) -> None:
+        """Read the statistics again if they are not the ones the database holds now."""
+        stamp = store.stamp_of(session)
+        if stamp == self.stamp:
+            return
+        with self.lock:
+            self.statistics, state = store.load_statistics(session)
+            self.stamp = None if state is None else (state.version, state.stamp)
+            self.memo, self.windows = {}, {}
+
+    def adopt(self, statistics: CorpusStatistics, stamp: tuple[int, str]) -> None:
+        """Statistics this process just wrote (a rolled-back write shows as a stamp the database lacks)."""
+        with self.lock:
+            self.statistics, self.stamp = statistics, stamp
+            self.memo, self.windows = {}, {}
+
+
+_LIBRARIES: dict[str, Library] = {}
+_LOCK = threading.Lock()
+
+
+def library_for(session: Session) -> LibraryView:
+    """This database's corpus, current, seen through ``session``."""
+    url = session.get_bind().url.render_as_string(hide_password=True)
+    with _LOCK:
+        library = _LIBRARIES.setdefault(url, Library(url))
+    library.refresh(session)
+    return LibraryView(library, session)
+
+
+class LibraryView:
+    """A library seen through one session: the corpus interface the subscriber model asks for
+    (``digest.rank.source.PaperSource``), reading and writing in that session's transaction."""
+
+    def __init__(self, library: Library, session: Session) -> None:
+        self.library, self.session = library, session
+
+    @property
+    def identity(self) -> Hashable:
+        return self.library.url
+
+    @property
+    def statistics(self) -> CorpusStatistics:
+        return self.library.statistics
+
+    @property
+    def version(self) -> int:
+        return self.statistics.version
+
+    @property
+    def memo(self) -> dict[Hashable, object]:
+        return self.library.memo
+
+    def __len__(self) -> int:
+        return self.statistics.papers
+
+    def encode(self, texts: Sequence[str]) -> sp.csr_matrix:
+        return self.statistics.terms.weigh(term_counts(texts))
+
+    def known(self, ids: Sequence[Hashable]) -> list[Hashable]:
+        """Those of ``ids`` that are stored papers (counted in the statistics: indexed first if needed)."""
+        counts = self._counts([int(i) for i in ids])  # type: ignore[call-overload]
+        return [i for i in ids if int(i) in counts]  # type: ignore[call-overload]
+
+    def rows_of(self, ids: Sequence[Hashable], *, cache: bool = True) -> sp.csr_matrix:
+        """The papers' rows under the current IDF, short ones smoothed by their neighbours (``cache``:
+        keep their decoded counts for the next call)."""
+        wanted = [int(i) for i in ids]  # type: ignore[call-overload]
+        counts = self._counts(wanted, cache)
+        neighbours = [counts[i][1] for i in wanted]
+        around = sorted({n for found in neighbours for n in found} - set(wanted))
+        more = self._counts(around, cache)
+        pool = wanted + [n for n in around if n in more]
+        position = {paper: at for at, paper in enumerate(pool)}
+        rows = self.weigh([counts.get(i, more.get(i))[0] for i in pool])  # type: ignore[index]
+        found = [tuple(position[n] for n in near if n in position) for near in neighbours]
+        return smoothed(rows[: len(wanted)], found, rows)
+
+    def own_of(self, ids: Sequence[Hashable]) -> sp.csr_matrix:
+        wanted = [int(i) for i in ids]  # type: ignore[call-overload]
+        counts = self._counts(wanted)
+        return self.weigh([counts[i][0] for i in wanted])
+
+    def weigh(self, rows: Sequence[sp.csr_matrix]) -> sp.csr_matrix:
+        if not rows:
+            return sp.csr_matrix((0, N_FEATURES), dtype=np.float32)
+        return self.statistics.terms.weigh(sp.vstack(rows, format="csr"))
+
+    def newer_than(self, marker: int) -> tuple[list[Hashable], int]:
+        """Papers stored after paper ``marker`` (ids grow), at most those of the candidate window."""
+        start = self.library.windows.get("start")
+        query = select(Paper.id).where(Paper.id > marker).order_by(Paper.id)
+        if isinstance(start, dt.datetime):
+            query = query.where(Paper.first_seen_at >= start)
+        ids = list(self.session.scalars(query))
+        return ids, max([marker, *ids])  # type: ignore[return-value]
+
+    def matches(self, keywords: tuple[str, ...]) -> tuple[list[Hashable], int] | None:
+        return store.stored_matches(self.session, keywords)  # type: ignore[return-value]
+
+    def keep_matches(self, keywords: tuple[str, ...], papers: list[Hashable], marker: int) -> None:
+        store.store_matches(self.session, keywords, [int(p) for p in papers], marker)  # type: ignore[call-overload]
+
+    def background_mean(self) -> np.ndarray | None:
+        return self.statistics.background_mean()
+
+    def generality(self, rows: sp.csr_matrix) -> np.ndarray:
+        return self.statistics.generality(rows)
+
+    # --- decoded counts, indexing what is not indexed yet ---------------------------------------------
+    def _counts(self, ids: list[int], keep: bool = True) -> dict[int, tuple[sp.csr_matrix, tuple[int, ...]]]:
+        cache = self.library.counts if keep else {}
+        found = {i: cache[i] for i in ids if i in cache}
+        missing = [i for i in dict.fromkeys(ids) if i not in found]
+        if missing:
+            stored = store.stored_counts(self.session, missing)
+            unindexed = [i for i in missing if i not in stored]
+            if unindexed:  # indexed here, or meanwhile by another process: read again either way
+                index_stored(self.session, unindexed)
+                stored.update(store.stored_counts(self.session, unindexed))
+            rows = store.decode_counts([stored[i][0] for i in missing if i in stored])
+            for row, paper in enumerate(i for i in missing if i in stored):
+                found[paper] = cache[paper] = (rows[row], stored[paper][1])
+        return found
+
+
+# --- indexing new papers --------------------------------------------------------------------------------
+
+
+def index_stored(session: Session, ids: Sequence[int], window_days: float = 7.0) -> int:
+    """Index stored papers that are not yet (stored before this version, or by hand): their counts, the
+    statistics. Returns how many papers that was. Another process indexing at the same time wins: its
+    work is taken (the attempt is undone to a savepoint and read again)."""
+    for attempt in range(3):
+        query = select(Paper.id, Paper.title, Paper.abstract, Paper.first_seen_at).where(
+            Paper.id.in_(list(ids)), ~Paper.id.in_(select(PaperTerms.paper_id))
+        )
+        papers = [
+            NewPaper(r.id, paper_text(r.title, r.abstract), r.first_seen_at) for r in session.execute(query)
+        ]
+        try:
+            with session.begin_nested():
+                index_papers(session, papers, window_days)
+            return len(papers)
+        except (store.StatisticsChanged, IntegrityError):
+            if attempt == 2:
+                raise
+            library_for(session)  # read what the other process wrote
+    return 0
+
+
+def index_papers(session: Session, papers: Sequence[NewPaper], window_days: float) -> None:
+    """Count new papers in the statistics and store their counts, in the caller's transaction: hash them,
+    find the short ones' neighbours among them and the window's papers, add their rows to the corpus mean.
+    Raises ``store.StatisticsChanged`` if another process wrote the statistics meanwhile (retry)."""
+    if not papers:
+        return
+    view = library_for(session)
+    statistics = view.statistics.copy()
+    counts = term_counts([p.text for p in papers])
+    statistics.count(counts)
+    plain = statistics.terms.weigh(counts)
+    neighbours, positions, pool = _borrowing(view, statistics, papers, plain, window_days)
+    statistics.add_rows(smoothed(plain, positions, pool))
+    store.store_counts(session, {p.id: (counts[i], neighbours[i]) for i, p in enumerate(papers)})
+    stamp = store.save_statistics(session, statistics, view.library.stamp)
+    view.library.adopt(statistics, (statistics.version, stamp))
+
+
+def _borrowing(
+    view: LibraryView,
+    statistics: CorpusStatistics,
+    papers: Sequence[NewPaper],
+    plain: sp.csr_matrix,
+    window_days: float,
+) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]], sp.csr_matrix]:
+    """For each new paper, the ids of the papers it borrows from (none for a paper with an abstract), the
+    same as positions in a pool of rows, and that pool: the new papers and the window's, under
+    ``statistics``."""
+    short = np.flatnonzero(borrowing_share(plain) >= MIN_BORROW)
+    if short.size == 0:
+        return [()] * len(papers), [()] * len(papers), plain
+    new = {p.id for p in papers}
+    since = max(p.first_seen for p in papers) - dt.timedelta(days=window_days)
+    query = select(PaperTerms.paper_id).join(Paper).where(Paper.first_seen_at >= since)
+    others = [i for i in view.session.scalars(query) if i not in new]
+    stored = view._counts(others)
+    others = [i for i in others if i in stored]
+    pool = sp.vstack([plain, *(statistics.terms.weigh(stored[i][0]) for i in others)], format="csr")
+    row, found = nearest(pool, statistics.terms.df, statistics.papers, short)
+    positions: list[list[int]] = [[] for _ in papers]
+    for r, f in zip(row, found, strict=True):
+        positions[int(r)].append(int(f))
+    pool_ids = [p.id for p in papers] + others
+    ids = [tuple(pool_ids[f] for f in found_at) for found_at in positions]
+    return ids, [tuple(f) for f in positions], pool

@@ -1,0 +1,107 @@
+"""Many subscribers' picks from one window at once: their weights scattered into a dense block over the
+columns the candidates use and multiplied with the candidates as one product, then each one's picks chosen
+in score order (allowed, sharing a word with what the subscriber asked for or liked, no near-copy).
+
+Every subscriber scores every candidate, so the result is dense: a block of weights multiplied sparse x
+dense, column by column, reads each weight once and keeps the block of scores being summed in cache
+(bench_rank_pieces measures the sparse product against it). Subscribers with the very same weights (the
+same keywords and no rating) are scored once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from digest.rank.weights import Weights
+from digest.rank.window import Window
+
+BLOCK = 128  # subscribers multiplied at once: the block of weights is BLOCK x the candidates' columns
+
+
+@dataclass(frozen=True)
+class Request:
+    """One subscriber's pick: their weights, which candidates they may get, how many."""
+
+    weights: Weights
+    allowed: np.ndarray  # bool per candidate: fresh, never sent, never rated, not excluded
+    k: int
+
+
+def score_block(window: Window, weights: Sequence[Weights]) -> np.ndarray:
+    """Scores of every candidate for each of ``weights`` (len(weights) x len(window))."""
+    scores = np.empty((len(weights), len(window)))
+    for start in range(0, len(weights), BLOCK):
+        chunk = weights[start : start + BLOCK]
+        dense = _dense(window, chunk)
+        scores[start : start + len(chunk)] = _scores(window, dense, chunk)
+    return scores
+
+
+def pick_block(window: Window, requests: Sequence[Request], floor: float) -> list[list[tuple[int, float]]]:
+    """Each request's picks (candidate index, score), best first."""
+    picks: list[list[tuple[int, float]]] = []
+    for start in range(0, len(requests), BLOCK):
+        chunk = requests[start : start + BLOCK]
+        distinct = list({id(r.weights): r.weights for r in chunk}.values())
+        column = {id(w): j for j, w in enumerate(distinct)}
+        dense = _dense(window, distinct)
+        scores = _scores(window, dense, distinct)
+        for request in chunk:
+            j = column[id(request.weights)]
+            eligible = _evidence(window, dense[:, j])
+            picks.append(choose(window, scores[j], request.allowed, request.k, floor, eligible))
+    return picks
+
+
+def _dense(window: Window, weights: Sequence[Weights]) -> np.ndarray:
+    """The weights over the window's columns, one column each (columns no candidate uses are left out)."""
+    local = window.columns[0]
+    dense = np.zeros((window.columns[1].shape[1], len(weights)), dtype=np.float32)
+    for j, w in enumerate(weights):
+        at = local[w.columns]
+        hit = at >= 0
+        dense[at[hit], j] = w.values[hit]
+    return dense
+
+
+def _scores(window: Window, dense: np.ndarray, weights: Sequence[Weights]) -> np.ndarray:
+    scores = np.asarray(window.columns[1] @ dense, dtype=np.float64).T
+    prior = np.array([w.prior for w in weights])
+    return scores - prior[:, None] * window.generality
+
+
+def _evidence(window: Window, column: np.ndarray) -> Callable[[int], bool]:
+    """Whether a candidate shares a word with the positive part of these weights: a paper without one has no
+    true "why" and is never picked, whatever its score after the negative parts (👎, corpus mean) moved it.
+    Words only (two English texts share character 4-grams anyway), from the paper's own row (a word a short
+    paper only borrowed from its neighbours is not a reason to give)."""
+    words = window.words
+    return lambda i: bool((column[words[i]] > 0).any())
+
+
+def choose(
+    window: Window,
+    scores: np.ndarray,
+    allowed: np.ndarray,
+    k: int,
+    floor: float,
+    eligible: Callable[[int], bool] | None = None,
+) -> list[tuple[int, float]]:
+    """The best ``k`` allowed candidates in score order, skipping the ineligible and near-copies of a pick
+    already made. Scores may be negative (the 👎 and corpus-mean parts subtract), which says nothing against
+    a paper on a day when every paper is below zero, so ``floor`` only applies when it is above 0."""
+    chosen: list[tuple[int, float]] = []
+    near = window.near
+    candidates = np.flatnonzero(allowed)
+    for i in candidates[np.argsort(-scores[candidates], kind="stable")]:
+        if len(chosen) == k or (floor > 0 and scores[i] < floor):
+            break
+        if eligible is not None and not eligible(int(i)):
+            continue
+        if int(i) in near and any(c in near[int(i)] for c, _ in chosen):
+            continue
+        chosen.append((int(i), float(scores[i])))
+    return chosen

@@ -1,0 +1,96 @@
+"""A subscriber model in the form a digest uses it: the weight vector, derived once from the model's state
+(``digest.rank.model``) and stored, so scoring a day's digests derives nothing.
+
+The weights are held over the few columns the keywords and the rated papers use; beside the full vector
+(``values``, what a paper's score is made of) they keep the two parts an explanation compares (what the
+ratings add that pulls papers up, and the keyword vector) and the liked papers (the nearest one is named).
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from digest.rank.model import Parts
+from digest.rank.tfidf import BLOCK, N_FEATURES
+
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Weights:
+    columns: np.ndarray  # sorted int32
+    values: np.ndarray  # the weight vector w over ``columns`` (float32)
+    learned: np.ndarray  # what the 👍 and the classifier add (float32)
+    keywords: np.ndarray  # the expanded keyword vector (float32)
+    keyword_weight: float
+    prior: float  # the corpus-mean penalty, until a 👎
+    liked: tuple[Hashable, ...]
+    terms: tuple[str, ...]  # the keywords they were derived for
+
+    @classmethod
+    def of(cls, parts: Parts, keywords: Sequence[str]) -> Weights:
+        return cls(
+            parts.columns.astype(np.int32),
+            parts.dense_weights.astype(np.float32),
+            parts.learned_values.astype(np.float32),
+            parts.keyword_values.astype(np.float32),
+            parts.keyword_weight,
+            parts.prior,
+            tuple(parts.liked_ids),
+            tuple(keywords),
+        )
+
+    def sparse(self, values: np.ndarray | None = None) -> sp.csr_matrix:
+        """``values`` (the weight vector by default) as a 1 x N_FEATURES row."""
+        dense = self.values if values is None else values
+        at = np.flatnonzero(dense)
+        return sp.csr_matrix((dense[at], self.columns[at], np.array([0, at.size])), shape=(1, N_FEATURES))
+
+    @property
+    def positive_words(self) -> np.ndarray:
+        """The word columns with a positive weight: a pick must share one (it is the reason given)."""
+        return self.columns[(self.columns < BLOCK) & (self.values > 0)]
+
+    def to_bytes(self) -> bytes:
+        head = json.dumps(
+            {
+                "format": FORMAT,
+                "size": int(self.columns.size),
+                "keyword_weight": self.keyword_weight,
+                "prior": self.prior,
+                "liked": list(self.liked),
+                "terms": list(self.terms),
+            }
+        ).encode()
+        gaps = np.diff(self.columns.astype(np.int64), prepend=0).astype(np.uint32)
+        arrays = gaps.tobytes() + self.values.tobytes() + self.learned.tobytes() + self.keywords.tobytes()
+        return zlib.compress(len(head).to_bytes(4, "little") + head + arrays, 1)
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> Weights:
+        raw = zlib.decompress(blob)
+        length = int.from_bytes(raw[:4], "little")
+        head = json.loads(raw[4 : 4 + length])
+        if head.get("format") != FORMAT:
+            raise ValueError(f"unknown stored weights format {head.get('format')!r}")
+        size, offset = head["size"], 4 + length
+        columns = np.cumsum(np.frombuffer(raw, np.uint32, size, offset), dtype=np.int64).astype(np.int32)
+        values, learned, keywords = (
+            np.frombuffer(raw, np.float32, size, offset + 4 * size * part) for part in (1, 2, 3)
+        )
+        return cls(
+            columns,
+            values,
+            learned,
+            keywords,
+            head["keyword_weight"],
+            head["prior"],
+            tuple(head["liked"]),
+            tuple(head["terms"]),
+        )

@@ -1,0 +1,217 @@
+"""The day's candidate window: the papers first seen since its start, read once and weighed under the
+current IDF, with what every subscriber's pick needs of them prepared once (the columns they use, their
+word columns, which pairs are near-copies, their likeness to any paper).
+
+Built from the database by ``build_window`` (the service) or from an in-memory corpus by ``corpus_window``
+(the evaluation); the digest of every subscriber is picked from the same object.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import scipy.sparse as sp
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from digest.models import Paper, PaperTerms
+from digest.rank import store
+from digest.rank.corpus import Corpus, paper_text, smoothed
+from digest.rank.library import LibraryView, index_stored, library_for
+from digest.rank.tfidf import BLOCK, N_FEATURES, phrase_pattern
+from digest.rank.vectors import row_of
+
+# Two picks whose TF-IDF cosine exceeds this are near-copies (the same work under two titles, or a paper
+# and its companion); the lower-scoring one is skipped. Papers on one topic sit well below it
+# (docs/ranking.md).
+MAX_SIMILARITY = 0.8
+AGING_CHUNK = 2_000  # papers weighed at once as they join the background
+
+
+@dataclass
+class Window:
+    """Candidates in a fixed order: ``ids``, ``texts`` (title + abstract), when each was first seen,
+    ``rows`` (smoothed) and ``own`` rows under the current IDF, and the statistics' ``generality``."""
+
+    ids: list[Hashable]
+    texts: list[str]
+    first_seen: np.ndarray  # per candidate, on the caller's time scale (datetime64 or days)
+    rows: sp.csr_matrix
+    own: sp.csr_matrix
+    generality: np.ndarray
+    position: dict[Hashable, int] = field(init=False)
+    _excluded: dict[tuple[str, ...], np.ndarray] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.position = {paper: i for i, paper in enumerate(self.ids)}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @cached_property
+    def columns(self) -> tuple[np.ndarray, sp.csc_matrix]:
+        """Each hashed column's position among those the candidates use (-1 elsewhere), and the rows over
+        those columns only, stored column by column (what a block of weights is multiplied with)."""
+        used = np.zeros(N_FEATURES, dtype=bool)
+        used[self.rows.indices] = True
+        used[self.own.indices] = True  # word columns of the own rows: a pick's evidence is read there
+        local = np.where(used, np.cumsum(used, dtype=np.int32) - 1, -1).astype(np.int32)
+        compact = sp.csr_matrix(
+            (self.rows.data, local[self.rows.indices], self.rows.indptr),
+            shape=(len(self), int(used.sum())),
+        )
+        return local, compact.tocsc()
+
+    @cached_property
+    def words(self) -> list[np.ndarray]:
+        """Per candidate, the positions (as in ``columns``) of the words its own text has."""
+        local = self.columns[0]
+        own = self.own
+        keep = own.indices < BLOCK
+        owner = row_of(own)[keep]
+        found = local[own.indices[keep]]
+        bounds = np.searchsorted(owner, np.arange(len(self) + 1))
+        return [found[bounds[i] : bounds[i + 1]] for i in range(len(self))]
+
+    @cached_property
+    def near(self) -> dict[int, frozenset[int]]:
+        """For each candidate with near-copies among the others (by their own rows), which ones they are."""
+        similar = (self.own @ self.own.T).tocoo()
+        pairs = (similar.data > MAX_SIMILARITY) & (similar.row != similar.col)
+        found: dict[int, set[int]] = {}
+        for a, b in zip(similar.row[pairs], similar.col[pairs], strict=True):
+            found.setdefault(int(a), set()).add(int(b))
+        return {a: frozenset(b) for a, b in found.items()}
+
+    def excluded(self, words: tuple[str, ...]) -> np.ndarray:
+        """Which candidates mention any of ``words`` (whole words or phrases), once per list of words."""
+        if not words:
+            return np.zeros(len(self), dtype=bool)
+        if words not in self._excluded:
+            patterns = [phrase_pattern(w) for w in words]
+            self._excluded[words] = np.array(
+                [any(p.search(t) for p in patterns) for t in self.texts], dtype=bool
+            )
+        return self._excluded[words]
+
+    def fresh(self, since: np.datetime64 | float) -> np.ndarray:
+        """Which candidates were first seen at or after ``since``."""
+        return self.first_seen >= since
+
+
+def corpus_window(corpus: Corpus, ids: Sequence[Hashable], first_seen: float = 0.0) -> Window:
+    """A window of the given papers of an in-memory corpus (the evaluation's days)."""
+    rows = corpus.rows(ids)
+    matrix = corpus.matrix[rows]
+    return Window(
+        [corpus.ids[r] for r in rows],
+        [""] * rows.size,
+        np.full(rows.size, first_seen),
+        matrix,
+        corpus.own(rows),
+        corpus.generality(matrix),
+    )
+
+
+# --- the service's window, from the database ------------------------------------------------------------
+
+
+def build_window(session: Session, since: dt.datetime) -> Window:
+    """The papers first seen since the start of ``since``'s day (UTC), cached per process until papers
+    arrive or the day changes; the papers that left the window since the last one join the background."""
+    start = dt.datetime.combine(since.date(), dt.time())
+    view = library_for(session)
+    if age_background(view, start):
+        view = library_for(session)
+    key = ("window", view.library.stamp, start)
+    cached = view.library.windows.get(key)
+    if isinstance(cached, Window):
+        return cached
+    window = _read_window(view, start)
+    view.library.windows.clear()
+    view.library.windows.update({key: window, "start": start})
+    return window
+
+
+def _read_window(view: LibraryView, start: dt.datetime) -> Window:
+    session = view.session
+    query = (
+        select(
+            Paper.id,
+            Paper.title,
+            Paper.abstract,
+            Paper.first_seen_at,
+            PaperTerms.counts,
+            PaperTerms.neighbours,
+        )
+        .outerjoin(PaperTerms, PaperTerms.paper_id == Paper.id)
+        .where(Paper.first_seen_at >= start)
+    )
+    found = session.execute(query).all()
+    unindexed = [r.id for r in found if r.counts is None]
+    if unindexed:  # indexed here, or meanwhile by another process: read again either way
+        index_stored(session, unindexed)
+        view = library_for(session)
+        found = session.execute(query).all()
+    found = sorted((r for r in found if r.counts is not None), key=lambda r: r.id)
+    own = view.weigh(list(store.decode_counts([bytes(r.counts) for r in found])))
+    rows = _smoothed(view, [r.id for r in found], [tuple(r.neighbours or ()) for r in found], own)
+    return Window(
+        [r.id for r in found],
+        [paper_text(r.title, r.abstract) for r in found],
+        np.array([r.first_seen_at for r in found], dtype="datetime64[us]"),
+        rows,
+        own,
+        view.generality(rows),
+    )
+
+
+def _smoothed(
+    view: LibraryView, ids: list[int], neighbours: list[tuple[int, ...]], own: sp.csr_matrix
+) -> sp.csr_matrix:
+    """The window's own rows, short papers smoothed by their neighbours (read if not in the window)."""
+    if not any(neighbours):
+        return own
+    position = {paper: i for i, paper in enumerate(ids)}
+    outside = sorted({n for near in neighbours for n in near} - set(position))
+    extra = view.own_of(view.known(outside)) if outside else own[:0]
+    for at, paper in enumerate(view.known(outside)):
+        position[paper] = len(ids) + at
+    pool = sp.vstack([own, extra], format="csr")
+    found = [tuple(position[n] for n in near if n in position) for near in neighbours]
+    return smoothed(own, found, pool)
+
+
+def age_background(view: LibraryView, start: dt.datetime) -> bool:
+    """Add the papers first seen before ``start`` and not yet in the background to it (once a day);
+    True when the statistics changed. Another process doing the same at the same time wins."""
+    session = view.session
+    for attempt in range(3):
+        until = store.background_until(session)
+        if view.library.stamp is None or (until is not None and until >= start):
+            return False
+        try:
+            with session.begin_nested():
+                _age(view, until, start)
+            return True
+        except store.StatisticsChanged:
+            if attempt == 2:
+                raise
+            view = library_for(session)
+    return False
+
+
+def _age(view: LibraryView, until: dt.datetime | None, start: dt.datetime) -> None:
+    query = select(PaperTerms.paper_id).join(Paper).where(Paper.first_seen_at < start)
+    if until is not None:
+        query = query.where(Paper.first_seen_at >= until)
+    statistics = view.statistics.copy()
+    leaving = list(view.session.scalars(query))
+    for at in range(0, len(leaving), AGING_CHUNK):
+        statistics.add_background(view.rows_of(leaving[at : at + AGING_CHUNK], cache=False))
+    stamp = store.save_statistics(view.session, statistics, view.library.stamp, background_until=start)
+    view.library.adopt(statistics, (statistics.version, stamp))
