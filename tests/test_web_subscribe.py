@@ -41,7 +41,7 @@ def client(settings, db):
 
 def submit(client, **changes: str):
     token = csrf_token(client.get("/subscribe").text)
-    return client.post("/subscribe", data=FORM | {"csrf_token": token} | changes)
+    return client.post("/subscribe", data=FORM | {"csrf_token": token} | changes, follow_redirects=True)
 
 
 def subscribers(db) -> list[Subscriber]:
@@ -83,12 +83,12 @@ def test_confirm_link_get_changes_nothing_and_post_activates(client, settings, d
     page = client.get(confirm)
     assert page.status_code == 200 and "Yes, start my digest" in page.text
     assert snapshot(db) == before
-    done = client.post(confirm, data={"csrf_token": csrf_token(page.text)})
+    done = client.post(confirm, data={"csrf_token": csrf_token(page.text)}, follow_redirects=True)
     assert done.status_code == 200 and "You're subscribed" in html.unescape(done.text)
     (subscriber,) = subscribers(db)
     assert subscriber.status == "active" and subscriber.confirmed_at is not None
     assert subscriber.next_send_at is not None
-    again = client.post(confirm, data={"csrf_token": csrf_token(page.text)})
+    again = client.post(confirm, data={"csrf_token": csrf_token(page.text)}, follow_redirects=True)
     assert "already confirmed" in again.text
 
 
