@@ -31,6 +31,11 @@ POOL_OVERFLOW = 50
 BUSY_TIMEOUT_MS = 30_000
 
 
+def shown_url(url: str) -> str:
+    """A database URL fit for messages: the password masked."""
+    return redact(url)
+
+
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         _ensure_sqlite_dir(url)
@@ -127,7 +132,7 @@ class Database:
     @property
     def url(self) -> str:
         """The database URL, fit to show (password masked)."""
-        return redact(self.engine.url.render_as_string(hide_password=True))
+        return shown_url(self.engine.url.render_as_string(hide_password=False))
 
     def check(self) -> None:
         """Connect, and make sure the schema is the one this code expects (else: `digest db upgrade`)."""

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from digest.config import Settings, load_settings
-from digest.db import Database
+from digest.db import Database, shown_url
 from digest.errors import explain
 from digest.subscribers import FLAGS, InvalidSubscription
 
@@ -60,7 +60,7 @@ class Context:
 
 
 def _database_url(settings: Settings | None) -> str | None:
-    return Database.shown_url(settings.db_url) if settings else None
+    return shown_url(settings.db_url) if settings else None
 
 
 class Commands(click.Group):
