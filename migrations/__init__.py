@@ -1,1 +1,1 @@
-"""The Alembic history, shipped inside the package as ``digest.migrations`` (found with importlib.resources)."""
+"""The Alembic history, shipped inside the package as ``digest.migrations`` (see pyproject.toml)."""
