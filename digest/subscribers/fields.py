@@ -42,6 +42,16 @@ PREFERENCE_FIELDS = frozenset(
 )
 SCHEDULE_FIELDS = frozenset({"send_time", "timezone", "weekdays", "cadence", "status"})
 DESTINATION_FIELDS = ("email", "slack_webhook_url", "slack_channel")
+# What an empty or missing field means, as `digest subscribe` and a CSV import read it.
+DEFAULTS = {
+    "keywords": "",
+    "excluded_keywords": "",
+    "send_time": "08:00",
+    "timezone": "UTC",
+    "digest_size": None,
+    "weekdays": "0123456",
+    "cadence": "daily",
+}
 # The command-line flag of each field (`digest subscribe`, `subscribers edit`); CSV columns drop the dashes.
 FLAGS = {
     "email": "--email",

@@ -16,6 +16,7 @@ from digest.config import Settings
 from digest.models import LIVE_STATUSES, Subscriber, SubscriberStatus, utcnow
 from digest.subscribers.fields import (
     COLUMNS,
+    DEFAULTS,
     DESTINATION_FIELDS,
     FLAGS,
     IMPORT_STATUSES,
@@ -101,7 +102,8 @@ def _live_destinations(session: Session) -> set[tuple[str, str]]:
 
 
 def _import_row(settings: Settings, row: dict[str, str], taken: set[tuple[str, str]]) -> dict[str, Any]:
-    values = {name: row[name] for name in row if name not in DESTINATION_FIELDS and row[name] != ""}
+    given = {name: row[name] for name in row if name not in DESTINATION_FIELDS and row[name] != ""}
+    values = DEFAULTS | given
     status = values.pop("status", SubscriberStatus.ACTIVE)
     checks = {"status": lambda: clean_choice("status", status, IMPORT_STATUSES)}
     checks["subscription"] = lambda: clean_subscription(settings, row, values)
