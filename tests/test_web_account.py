@@ -205,3 +205,47 @@ def test_wrong_action_and_unknown_subscriber_tokens(client, settings, db, sid) -
         ).status_code
         == 404
     )
+
+
+def test_saving_redirects_to_the_page_and_reloading_it_saves_nothing_again(client, settings, db, sid) -> None:
+    url = path_of(links(settings).preferences(sid))
+    answer = client.post(url, data=prefs_form(client.get(url).text, keywords="graphs"))
+    assert answer.status_code == 303 and answer.headers["location"] == f"{url}?saved=preferences"
+    before = snapshot(db)
+    for _ in range(2):
+        assert "Your preferences are saved." in client.get(answer.headers["location"]).text
+    assert snapshot(db) == before
+
+
+def test_every_bad_preference_is_shown_at_once(client, settings, db, sid) -> None:
+    url = path_of(links(settings).preferences(sid))
+    bad = {
+        "keywords": "",
+        "send_time": "24:00",
+        "timezone": "Nowhere/Land",
+        "weekdays": [],
+        "cadence": "hourly",
+    }
+    before = snapshot(db)
+    answer = client.post(url, data=prefs_form(client.get(url).text, **bad))
+    assert answer.status_code == 422
+    for field in bad:
+        assert f'id="{field}-error"' in answer.text, field
+    assert snapshot(db) == before
+
+
+def test_pause_resume_delete_and_unsubscribe_answer_with_redirects(client, settings, db, sid) -> None:
+    url = path_of(links(settings).preferences(sid))
+    token = csrf_token(client.get(url).text)
+    assert (
+        client.post(url + "/pause", data={"csrf_token": token}).headers["location"] == f"{url}?saved=paused"
+    )
+    again = client.post(url + "/pause", data={"csrf_token": token})
+    assert again.headers["location"] == f"{url}?saved=unchanged"
+    assert "Nothing changed: this subscription is paused." in client.get(again.headers["location"]).text
+    unsubscribe = path_of(links(settings).unsubscribe(sid))
+    gone = client.post(unsubscribe, data={"csrf_token": token})
+    assert gone.status_code == 303 and gone.headers["location"] == f"{unsubscribe}?done=1"
+    deleted = client.post(url + "/delete", data={"csrf_token": token})
+    assert deleted.status_code == 303 and deleted.headers["location"] == "/deleted"
+    assert "Your data is deleted" in client.get("/deleted").text
