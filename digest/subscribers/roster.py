@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 from collections.abc import Iterable, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import insert, select
@@ -32,6 +33,9 @@ class ImportReport:
     rows: int = 0
     stored: int = 0
     errors: list[str] = dataclasses.field(default_factory=list)  # "line N, column: message"
+
+
+SCHEDULE = ("timezone", "send_time", "weekdays", "cadence")
 
 
 def import_csv(
@@ -116,9 +120,8 @@ def _import_row(settings: Settings, row: dict[str, str], taken: set[tuple[str, s
     taken.add(key)
     subscriber = {"channel": channel, **destination, **prefs, "status": cleaned["status"]}
     now = utcnow()
-    schedule = Subscriber(
-        **{name: subscriber[name] for name in ("timezone", "send_time", "weekdays", "cadence")}
-    )
+    # The calendar reads four attributes: a namespace, far cheaper to make than an ORM row.
+    schedule = SimpleNamespace(**{name: subscriber[name] for name in SCHEDULE})
     active = subscriber["status"] == SubscriberStatus.ACTIVE
     return subscriber | {
         "failure_count": 0,
