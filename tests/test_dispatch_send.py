@@ -190,6 +190,7 @@ def test_preview_writes_html_text_eml_and_slack_json_and_records_nothing(db, set
         ["preview", "--subscriber", str(sid), "--out", str(tmp_path / "p"), "--date", "2025-06-30"], data_dir
     )
     assert result.exit_code == 0, result.output
+    assert "warning: DIGEST_BASE_URL is not set" in result.output  # a preview only shows the links
     names = sorted(path.name.split(".", 1)[1] for path in (tmp_path / "p").iterdir())
     assert names == ["eml", "html", "slack.json", "txt"]
     with db.session() as session:
