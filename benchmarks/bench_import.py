@@ -43,8 +43,13 @@ def rows_csv(count: int) -> str:
 
 
 def fresh(url: str | None, folder: Path) -> Database:
+    """A migrated, empty database: a new SQLite file, or the benchmark's PostgreSQL database emptied."""
     settings = load_settings(data_dir=folder, database_url=url, secret_key="bench-secret-key-0123456789")
-    return Database(settings, migrate=True)
+    db = Database(settings, migrate=True)
+    if url is not None:
+        with db.engine.begin() as connection:
+            connection.execute(text("TRUNCATE subscribers RESTART IDENTITY CASCADE"))
+    return db
 
 
 def timed_import(url: str | None, count: int, *, dry_run: bool) -> float:
