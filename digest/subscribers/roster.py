@@ -148,5 +148,6 @@ def export_rows(session: Session) -> Iterator[dict[str, str]]:
             "size": str(subscriber.digest_size),
             "weekdays": subscriber.weekdays,
             "cadence": str(subscriber.cadence),
+            # An unconfirmed web sign-up comes back paused: nobody has agreed to receive it yet.
             "status": str(subscriber.status) if subscriber.status in IMPORT_STATUSES else "paused",
         }

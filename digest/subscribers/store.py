@@ -95,7 +95,7 @@ def _refuse_duplicate(
     if clash is not None:
         raise InvalidSubscription(
             column_name,
-            "this address already has a subscription (see your last digest's 'manage preferences' link)",
+            "this address already has a subscription (pending, active or paused)",
         )
 
 
@@ -126,9 +126,8 @@ def edit_subscriber(
 
     Every field is checked as at sign-up and all errors are named; nothing changes unless all are good.
     """
-    given = {name: fields.pop(name) for name in DESTINATION_FIELDS if fields.get(name) not in (None, "")}
-    for name in DESTINATION_FIELDS:
-        fields.pop(name, None)
+    destination = {name: fields.pop(name, None) for name in DESTINATION_FIELDS}
+    given = {name: value for name, value in destination.items() if value not in (None, "")}
     checks: dict[str, Callable[[], Any]] = {
         "preferences": lambda: update_preferences(session, subscriber, **fields)
     }
