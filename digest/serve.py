@@ -66,6 +66,10 @@ def describe(settings: Settings, host: str, port: int, scheduler: bool) -> list[
         f"mail:     {mail}",
         f"database: {_without_password(settings.db_url)}",
     ]
+    if scheduler and settings.hf_daily_url:
+        lines.append(
+            f"papers:   pulled daily from {settings.hf_daily_url} (DIGEST_HF_DAILY_URL= turns it off)"
+        )
     if settings.celery_broker_url:
         broker = _without_password(settings.celery_broker_url)
         lines.append(f"sending:  queued for `digest worker` on {broker} (queue {settings.celery_queue})")

@@ -222,3 +222,15 @@ def test_with_the_database_gone_each_job_logs_one_line_per_run_and_serve_recover
     assert all("database postgresql+psycopg://" in line for line in failures)
     assert len([line for line in failures if " digest.jobs: dispatch: " in line]) >= 2  # runs every second
     assert any(" digest.jobs: inbox: " in line for line in failures)  # the file it could not record yet
+
+
+def test_banner_says_where_papers_are_pulled_from_unless_the_pull_is_off(data_dir):
+    pulling = load_settings(data_dir=data_dir, hf_daily_url="https://hf.example/api/daily_papers")
+    assert any(
+        "pulled daily from https://hf.example/api/daily_papers" in line
+        for line in describe(pulling, "h", 1, True)
+    )
+    assert not any("pulled daily" in line for line in describe(pulling, "h", 1, scheduler=False))
+    assert not any(
+        "pulled daily" in line for line in describe(load_settings(data_dir=data_dir), "h", 1, True)
+    )
