@@ -9,7 +9,15 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("bench_ingest", "bench_rank", "bench_rank_pieces", "bench_send", "bench_feedback", "bench_dispatch")
+BENCHMARKS = (
+    "bench_ingest",
+    "bench_rank",
+    "bench_rank_pieces",
+    "bench_send",
+    "bench_feedback",
+    "bench_dispatch",
+    "bench_import",
+)
 
 
 def main(argv: list[str]) -> int:

@@ -17,11 +17,16 @@ from urllib.parse import urlparse
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from digest.errors import DigestError, describe_os_error, redact
+
 ENV_PREFIX = "DIGEST_"
 SECRET_FILE_NAME = "secret_key"
+HF_DAILY_URL = "https://huggingface.co/api/daily_papers"
+# Settings whose values are never shown, not even in an error about them: only their length is.
+SECRET_FIELDS = frozenset({"secret_key", "smtp_password", "slack_bot_token", "slack_signing_secret"})
 
 
-class ConfigError(Exception):
+class ConfigError(DigestError):
     """A setting has a bad value; the message names the setting."""
 
 
@@ -44,6 +49,8 @@ class Settings(BaseSettings):
     secret_key: str | None = None
     token_max_age_days: int = Field(default=60, gt=0)
     subscribe_rate_limit: int = Field(default=5, gt=0)
+    forwarded_allow_ips: str = "127.0.0.1"
+    openapi: bool = False
 
     # --- ranking -------------------------------------------------------------------------------
     recency_days: int = Field(default=7, gt=0)
@@ -69,7 +76,7 @@ class Settings(BaseSettings):
     scheduler: bool = True
     inbox_poll_seconds: int = Field(default=30, gt=0)
     dispatch_interval_seconds: int = Field(default=60, gt=0)
-    hf_daily_url: str | None = None
+    hf_daily_url: str | None = HF_DAILY_URL
     celery_broker_url: str | None = None
     celery_queue: str = Field(default="digest", pattern=r"^[A-Za-z0-9_.-]{1,100}$")
     max_failures: int = Field(default=5, gt=0)
@@ -117,6 +124,11 @@ class Settings(BaseSettings):
     @cached_property
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'digest.sqlite3').resolve()}"
+
+    @property
+    def base_url_is_set(self) -> bool:
+        """DIGEST_BASE_URL was given (else links point at the default, or the address being served)."""
+        return "base_url" in self.model_fields_set
 
     @property
     def is_embedded(self) -> bool:
@@ -178,9 +190,32 @@ def load_settings(**overrides: object) -> Settings:
 def _describe(exc: ValidationError) -> str:
     lines = []
     for error in exc.errors():
-        name = ENV_PREFIX + ".".join(str(part) for part in error["loc"]).upper()
-        lines.append(f"{name}: {error['msg']} (got {error.get('input')!r})")
+        field = ".".join(str(part) for part in error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{ENV_PREFIX}{field.upper()}: {message} (got {_shown(field, error.get('input'))})")
     return "; ".join(lines)
+
+
+def _shown(field: str, value: object) -> str:
+    if field in SECRET_FIELDS:
+        return f"a value of {len(str(value))} characters"
+    return redact(repr(value))
+
+
+def prepare_folders(settings: Settings) -> None:
+    """Create the data dir, inbox and outbox; a ConfigError names the setting of one that cannot be."""
+    folders = {
+        "DIGEST_DATA_DIR": settings.data_dir,
+        "DIGEST_INBOX_DIR": settings.inbox,
+        "DIGEST_OUTBOX_DIR": settings.outbox,
+    }
+    for name, folder in folders.items():
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"{name}: cannot create {describe_os_error(exc, str(folder))}") from None
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ConfigError(f"{name}: the folder {folder} is not writable by this user")
 
 
 def _check_combinations(settings: Settings) -> None:

@@ -5,25 +5,35 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import resources
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from digest.config import Settings
+from digest.errors import DigestError, describe_os_error, redact
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
+# migrations/ ships inside the package (pyproject.toml maps it to digest.migrations); an installed package
+# is a directory, which Alembic's script_location needs.
+MIGRATIONS_DIR = Path(str(resources.files("digest.migrations")))
 # Connections kept open: the web app runs sync routes on up to 40 threads (AnyIO's default limiter); a
 # smaller pool closes and reopens connections under load (a PostgreSQL connection costs milliseconds, a
 # SQLite one re-reads the schema), a larger one only holds idle sessions on the server.
 POOL_SIZE = 10
 POOL_OVERFLOW = 50
 BUSY_TIMEOUT_MS = 30_000
+
+
+def shown_url(url: str) -> str:
+    """A database URL fit for messages: the password masked."""
+    return redact(url)
 
 
 def make_engine(url: str) -> Engine:
@@ -40,7 +50,13 @@ def make_engine(url: str) -> Engine:
 def _ensure_sqlite_dir(url: str) -> None:
     database = make_url(url).database
     if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(database).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DigestError(
+                f"database {url}: cannot create {describe_os_error(exc, str(folder))}"
+            ) from None
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -64,6 +80,11 @@ def alembic_config(engine: Engine | None = None) -> Config:
     if engine is not None:
         config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
     return config
+
+
+def head_revision() -> str | None:
+    """The schema revision this version of the code expects."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
@@ -107,6 +128,22 @@ class Database:
         # The embedded default migrates itself; other databases are upgraded by `digest db upgrade`.
         if migrate if migrate is not None else settings.is_embedded:
             upgrade(self.engine)
+
+    @property
+    def url(self) -> str:
+        """The database URL, fit to show (password masked)."""
+        return shown_url(self.engine.url.render_as_string(hide_password=False))
+
+    def check(self) -> None:
+        """Connect, and make sure the schema is the one this code expects (else: `digest db upgrade`)."""
+        with self.engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+        expected = head_revision()
+        if current != expected:
+            raise DigestError(
+                f"database {self.url}: its schema is at revision {current or '(none)'}, this version of "
+                f"digest needs {expected}: run `digest db upgrade`"
+            )
 
     @contextmanager
     def session(self) -> Iterator[Session]:

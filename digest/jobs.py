@@ -1,7 +1,9 @@
 """The periodic jobs of ``digest serve``, wired to APScheduler: inbox, dispatch, maintenance, pulls.
 
 APScheduler runs only these few jobs, in memory, in each ``digest serve`` process; per-subscriber
-scheduling state lives in the database (``digest.dispatch`` says why).
+scheduling state lives in the database (``digest.dispatch`` says why). A run that fails for an
+operational reason (database down, disk full, broker gone) logs one line and the next run simply tries
+again, so the service recovers by itself; only a bug logs its traceback.
 """
 
 from __future__ import annotations
@@ -9,13 +11,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from collections.abc import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from digest.config import Settings
 from digest.db import Database
 from digest.dispatch import Dispatcher, Queue
-from digest.ingest.hf_daily import hf_daily_job
+from digest.errors import explain
+from digest.ingest.hf_daily import HfDailyPull
 from digest.ingest.inbox import InboxWatcher
 from digest.subscribers import purge_unconfirmed, schedule_unscheduled
 
@@ -39,7 +43,27 @@ def _queue(settings: Settings) -> Queue | None:
     # Imported only when a broker is configured: Celery is an optional extra (`pip install '.[workers]'`).
     from digest.workers import CeleryQueue
 
-    return CeleryQueue(settings)
+    queue = CeleryQueue(settings)
+    queue.ping()  # an unreachable broker stops start-up with one line, before the banner
+    return queue
+
+
+def guarded(name: str, run: Callable[[], object], settings: Settings) -> Callable[[], None]:
+    """``run`` as a job whose operational failures are one log line per failed run (traceback at DEBUG)."""
+
+    def job() -> None:
+        try:
+            run()
+        except Exception as exc:
+            failure = explain(exc, database_url=settings.db_url, broker_url=settings.celery_broker_url)
+            if failure is None:
+                log.exception("%s: failed", name)  # a bug: its traceback is the report
+            else:
+                log.error(
+                    "%s: %s (next run will retry)", name, failure, exc_info=log.isEnabledFor(logging.DEBUG)
+                )
+
+    return job
 
 
 def build_scheduler(db: Database, settings: Settings, *, stop: threading.Event) -> BackgroundScheduler:
@@ -61,7 +85,8 @@ def build_scheduler(db: Database, settings: Settings, *, stop: threading.Event) 
         ("maintenance", lambda: maintenance(db, settings), 3600),
     ]
     if settings.hf_daily_url:
-        jobs.append(("hf_daily", lambda: hf_daily_job(db, settings), 3600))
+        jobs.append(("hf_daily", HfDailyPull(db, settings.hf_daily_url).run, 3600))
     for name, func, seconds in jobs:
-        scheduler.add_job(func, "interval", seconds=seconds, id=name, name=name, next_run_time=start)
+        job = guarded(name, func, settings)
+        scheduler.add_job(job, "interval", seconds=seconds, id=name, name=name, next_run_time=start)
     return scheduler

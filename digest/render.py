@@ -23,6 +23,7 @@ import secrets
 import textwrap
 from collections.abc import Sequence
 from functools import cache, lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -33,7 +34,9 @@ from jinja2.ext import Extension
 
 from digest.signing import Links
 
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+# templates/ ships inside the package (pyproject.toml maps it to digest.templates); an installed package is
+# a directory, which FileSystemLoader reads.
+TEMPLATES_DIR = Path(str(resources.files("digest.templates")))
 KIND = re.compile(r"^[a-z][a-z0-9_]*$")
 EXCERPT_CHARS = 280
 TITLE_CHARS = 300

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
 
-from digest.config import Settings
+from digest.config import Settings, prepare_folders
 from digest.db import Database
+from digest.errors import DigestError, describe_os_error, redact
 from digest.jobs import build_scheduler
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,10 @@ def describe(settings: Settings, host: str, port: int, scheduler: bool) -> list[
         f"mail:     {mail}",
         f"database: {_without_password(settings.db_url)}",
     ]
+    if scheduler and settings.hf_daily_url:
+        lines.append(
+            f"papers:   pulled daily from {settings.hf_daily_url} (DIGEST_HF_DAILY_URL= turns it off)"
+        )
     if settings.celery_broker_url:
         broker = _without_password(settings.celery_broker_url)
         lines.append(f"sending:  queued for `digest worker` on {broker} (queue {settings.celery_queue})")
@@ -73,26 +79,50 @@ def describe(settings: Settings, host: str, port: int, scheduler: bool) -> list[
 
 
 def _without_password(url: str) -> str:
-    """A database or broker URL fit for the banner (SQLAlchemy's URL parser reads both kinds)."""
-    from sqlalchemy.engine import make_url
+    """A database or broker URL fit for the banner."""
+    return redact(url)
 
-    return make_url(url).render_as_string(hide_password=True)
+
+def listen(host: str, port: int) -> socket.socket:
+    """The bound, listening socket uvicorn will serve on; a DigestError names the address if it cannot be."""
+    try:
+        family = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][
+            0
+        ]
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        where = f"{host}:{port} (DIGEST_HOST/DIGEST_PORT or --host/--port)"
+        raise DigestError(f"cannot listen on {describe_os_error(exc, where)}") from None
 
 
 def serve(
     settings: Settings, *, host: str, port: int, scheduler: bool = True, echo: Callable[[str], None] = print
 ) -> int:
     """Run until SIGTERM/SIGINT; return the process exit code."""
+    _configure_logging(settings)
+    prepare_folders(settings)
+    db = Database(settings)
+    try:
+        return _run(settings, db, host, port, scheduler, echo)
+    finally:
+        db.dispose()
+
+
+def _run(
+    settings: Settings, db: Database, host: str, port: int, scheduler: bool, echo: Callable[[str], None]
+) -> int:
+    """Check the database and bind the port first, so the banner never announces a service that is not up."""
     from digest.web.app import create_app  # the web room; imported when serving, not for `--help`
 
-    _configure_logging(settings)
-    for folder in (settings.inbox, settings.outbox):
-        folder.mkdir(parents=True, exist_ok=True)
-    db = Database(settings)
+    db.check()
     stopping = threading.Event()
     jobs = build_scheduler(db, settings, stop=stopping) if scheduler else None
+    sock = listen(host, port)
     config = uvicorn.Config(
-        create_app(settings, db), host=host, port=port, log_level=settings.log_level.lower()
+        create_app(settings, db),
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,  # X-Forwarded-For/-Proto, trusted only from DIGEST_FORWARDED_ALLOW_IPS
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
     server = _Server(config, stopping)
     _install_signal_handlers(server)
@@ -101,12 +131,12 @@ def serve(
     if jobs is not None:
         jobs.start()
     try:
-        server.run()
+        server.run(sockets=[sock])
     finally:
         stopping.set()
         if jobs is not None:
             jobs.shutdown(wait=True)  # lets a running job (a send in progress) finish
-        db.dispose()
+        sock.close()
     return 0 if server.started else 1
 
 

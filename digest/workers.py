@@ -29,6 +29,7 @@ from digest.dispatch import Claim, Dispatcher, DispatchReport, Due
 
 log = logging.getLogger(__name__)
 TASK = "digest.send_claimed"
+BROKER_CHECK_SECONDS = 5.0
 
 
 def claim_to_json(claim: Claim) -> dict[str, Any]:
@@ -77,6 +78,14 @@ def create_celery(settings: Settings) -> Celery:
     return app
 
 
+def ping_broker(app: Celery) -> None:
+    """Connect to the broker once (a few seconds at most); its error is raised for the caller to report."""
+    with app.connection_for_write() as connection:
+        connection.ensure_connection(
+            max_retries=1, interval_start=0, interval_step=0.5, timeout=BROKER_CHECK_SECONDS
+        )
+
+
 def _dispatcher(state: dict[str, Any], settings: Settings) -> Dispatcher:
     # Built lazily inside the worker process: a database engine must not cross a fork.
     if "dispatcher" not in state:
@@ -90,6 +99,9 @@ class CeleryQueue:
     def __init__(self, settings: Settings) -> None:
         self.app = create_celery(settings)
 
+    def ping(self) -> None:
+        ping_broker(self.app)
+
     def put(self, claim: Claim, report: DispatchReport) -> None:
         self.app.send_task(TASK, args=[claim_to_json(claim)])
         report.outcomes["queued"] += 1
@@ -98,6 +110,7 @@ class CeleryQueue:
 def run_worker(settings: Settings, concurrency: int) -> None:
     """Run a Celery worker in this process until SIGTERM (Celery's warm shutdown finishes the task)."""
     app = create_celery(settings)
+    ping_broker(app)  # an unreachable broker is one line from `digest worker`, not an endless retry log
     options = [
         f"--concurrency={concurrency}",
         f"--loglevel={settings.log_level}",

@@ -26,6 +26,8 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     for name in list(os.environ):
         if name.startswith("DIGEST_") and name not in {"DIGEST_SHARED_DIR", "DIGEST_TEST_POSTGRES_URL"}:
             monkeypatch.delenv(name)
+    # The Hugging Face pull is on by default; no test reaches the real one (its tests serve it locally).
+    monkeypatch.setenv("DIGEST_HF_DAILY_URL", "")
     monkeypatch.chdir(tmp_path)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from digest.config import ConfigError, Settings, load_settings
+from digest.config import ConfigError, Settings, load_settings, prepare_folders
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,3 +66,35 @@ def test_dotenv_file_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".env").write_text("DIGEST_RECENCY_DAYS=3\n")
     assert load_settings().recency_days == 3
+
+
+def test_the_hugging_face_pull_is_on_by_default_and_an_empty_setting_turns_it_off(monkeypatch) -> None:
+    monkeypatch.delenv("DIGEST_HF_DAILY_URL")
+    assert load_settings().hf_daily_url == "https://huggingface.co/api/daily_papers"
+    monkeypatch.setenv("DIGEST_HF_DAILY_URL", "")
+    assert load_settings().hf_daily_url is None
+
+
+def test_errors_show_secrets_as_their_length_and_urls_without_their_password(monkeypatch) -> None:
+    monkeypatch.setenv("DIGEST_SECRET_KEY", "tooshort")
+    monkeypatch.setenv("DIGEST_DATABASE_URL", "mysql://admin:S3cretPass@db/x")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert "DIGEST_SECRET_KEY" in message and "a value of 8 characters" in message
+    assert "mysql://admin:***@db/x" in message
+    assert "tooshort" not in message and "S3cretPass" not in message
+
+
+def test_base_url_is_set_only_when_configured(monkeypatch, tmp_path: Path) -> None:
+    assert not load_settings(data_dir=tmp_path).base_url_is_set
+    monkeypatch.setenv("DIGEST_BASE_URL", "https://digest.example.org")
+    assert load_settings(data_dir=tmp_path).base_url_is_set
+
+
+def test_prepare_folders_names_the_setting_of_a_folder_it_cannot_create(tmp_path: Path) -> None:
+    (tmp_path / "outbox-file").write_text("in the way")
+    settings = load_settings(data_dir=tmp_path / "var", outbox_dir=tmp_path / "outbox-file" / "out")
+    with pytest.raises(ConfigError, match="DIGEST_OUTBOX_DIR: cannot create .*outbox-file/out"):
+        prepare_folders(settings)
+    assert (tmp_path / "var" / "inbox").is_dir()

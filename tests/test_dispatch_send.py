@@ -190,8 +190,45 @@ def test_preview_writes_html_text_eml_and_slack_json_and_records_nothing(db, set
         ["preview", "--subscriber", str(sid), "--out", str(tmp_path / "p"), "--date", "2025-06-30"], data_dir
     )
     assert result.exit_code == 0, result.output
+    assert "warning: DIGEST_BASE_URL is not set" in result.output  # a preview only shows the links
     names = sorted(path.name.split(".", 1)[1] for path in (tmp_path / "p").iterdir())
     assert names == ["eml", "html", "slack.json", "txt"]
     with db.session() as session:
         assert session.scalar(select(func.count()).select_from(Delivery)) == 0
         assert session.get(Subscriber, sid).failure_count == 0
+
+
+def test_send_refuses_to_mail_links_to_a_guessed_address_when_the_base_url_is_unset(db, settings, data_dir):
+    subscriber(db, settings)
+    env = {
+        "DIGEST_DATA_DIR": str(data_dir),
+        "DIGEST_SECRET_KEY": TEST_SECRET,
+        "DIGEST_RECENCY_DAYS": "100000",
+    }
+    smtp = env | {"DIGEST_SMTP_HOST": "mail.invalid"}  # refused before any connection is tried
+    refused = CliRunner().invoke(main, ["send", "--date", "2025-06-30"], env=smtp)
+    assert refused.exit_code == 1
+    assert "Error: DIGEST_BASE_URL is not set" in refused.output and "http://127.0.0.1:8000" in refused.output
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Delivery)) == 0
+    dry = CliRunner().invoke(main, ["send", "--date", "2025-06-30", "--dry-run"], env=smtp)
+    assert dry.exit_code == 0 and "warning: DIGEST_BASE_URL is not set" in dry.output
+    outbox = CliRunner().invoke(main, ["send", "--date", "2025-06-30", "--json"], env=env)
+    assert outbox.exit_code == 0 and "warning: DIGEST_BASE_URL is not set" in outbox.output
+    assert json.loads(outbox.output.strip().splitlines()[-1])["sent"] == 1
+
+
+def test_send_with_the_base_url_set_says_nothing_about_it(db, settings, data_dir):
+    subscriber(db, settings)
+    env = {
+        "DIGEST_DATA_DIR": str(data_dir),
+        "DIGEST_SECRET_KEY": TEST_SECRET,
+        "DIGEST_RECENCY_DAYS": "100000",
+    }
+    result = CliRunner().invoke(
+        main, ["send", "--date", "2025-06-30"], env=env | {"DIGEST_BASE_URL": "https://d.example"}
+    )
+    assert result.exit_code == 0 and "DIGEST_BASE_URL" not in result.output
+    (mail,) = outbox_files(settings, ".eml")
+    text = message_from_bytes(mail.read_bytes(), policy=policy.default).get_body(("plain",)).get_content()
+    assert "https://d.example/feedback/" in text

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import http.server
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from digest.db import Database
-from digest.ingest.hf_daily import pull_hf_daily
+from digest.ingest.hf_daily import HfDailyPull, pull_hf_daily
 from digest.models import DigestFile, Paper
 
 
@@ -74,3 +75,41 @@ def test_hf_pull_of_a_missing_day_raises_and_records_nothing(db, hf_server):
     with pytest.raises(httpx.HTTPStatusError):
         pull_hf_daily(db, hf_server, dt.date(2019, 1, 1))
     assert count(db, DigestFile) == 0
+
+
+class Unavailable(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self.send_error(503)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def down_server() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/api/daily_papers"
+    server.shutdown()
+    server.server_close()
+
+
+def test_an_unreachable_api_warns_once_per_day_and_retries_quietly(db, down_server, caplog) -> None:
+    now = [dt.datetime(2025, 7, 1, 9, 0)]
+    pull = HfDailyPull(db, down_server, clock=lambda: now[0])
+    with caplog.at_level(logging.DEBUG, logger="digest.ingest.hf_daily"):
+        for hour in range(3):  # the hourly retries of one day
+            now[0] = dt.datetime(2025, 7, 1, 9 + hour)
+            pull.run()
+        now[0] = dt.datetime(2025, 7, 2, 9, 0)  # the next day's pull fails too
+        pull.run()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2 and "2025-06-30" in warnings[0] and "2025-07-01" in warnings[1]
+    assert len([r for r in caplog.records if r.levelno == logging.DEBUG]) == 2
+    assert count(db, DigestFile) == 0
+
+
+def test_the_job_pulls_yesterdays_list_from_a_local_server(db, hf_server) -> None:
+    HfDailyPull(db, hf_server, clock=lambda: dt.datetime(2025, 7, 1, 3, 0)).run()
+    with db.session() as session:
+        assert session.scalars(select(DigestFile.name)).one() == "hf-daily-2025-06-30.json"

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from common import TEST_SECRET
 from sqlalchemy import select
+from tcp_proxy import TcpProxy
 
 from digest.config import load_settings
 from digest.db import Database
@@ -52,7 +54,8 @@ class Service:
     def __init__(self, workdir: Path, *args: str, **env: str) -> None:
         self.port = free_port()
         environment = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-        environment.update(PYTHONPATH=str(PROJECT_ROOT), PYTHONUNBUFFERED="1", **env)
+        environment.update(PYTHONPATH=str(PROJECT_ROOT), PYTHONUNBUFFERED="1", DIGEST_HF_DAILY_URL="")
+        environment.update(env)
         command = [
             sys.executable,
             "-c",
@@ -173,3 +176,61 @@ def test_banner_says_digests_go_to_workers_and_hides_the_broker_password(data_di
     lines = describe(load_settings(data_dir=data_dir, celery_broker_url=broker), "127.0.0.1", 8000, True)
     assert any("queued for `digest worker` on redis://:***@127.0.0.1:6379/0" in line for line in lines)
     assert not any("s3cret" in line for line in lines)
+
+
+def stored_names(db: Database) -> list[str]:
+    with db.session() as session:
+        return list(session.scalars(select(DigestFile.name)))
+
+
+def health(port: int) -> int | None:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code
+    except httpx.HTTPError:
+        return None
+
+
+@pytest.mark.postgres
+def test_with_the_database_gone_each_job_logs_one_line_per_run_and_serve_recovers_by_itself(
+    service_factory, tmp_path, pg_db, postgres_url
+):
+    proxy = TcpProxy(("127.0.0.1", 5432))  # the shared server stays up; only this service loses it
+    through_proxy = postgres_url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    inbox = tmp_path / "inbox"
+    service = service_factory(
+        DIGEST_DATABASE_URL=through_proxy,
+        DIGEST_SECRET_KEY=TEST_SECRET,
+        DIGEST_INBOX_DIR=str(inbox),
+        DIGEST_INBOX_POLL_SECONDS="1",
+        DIGEST_DISPATCH_INTERVAL_SECONDS="1",
+    )
+    try:
+        service.wait_healthy()
+        proxy.cut()
+        wait_for(lambda: health(service.port) == 503, 30, "/healthz to report the database down")
+        (inbox / "2025-01-02.json").write_bytes(hf_json())  # arrives while the database is away
+        time.sleep(4)  # a few runs of the inbox and dispatch jobs, every second
+        proxy.restore()
+        wait_for(lambda: health(service.port) == 200, 30, "/healthz to recover")
+        wait_for(lambda: stored_names(pg_db) == ["2025-01-02.json"], 30, "the file held back while down")
+    finally:
+        proxy.close()
+    code, _, err = service.terminate()
+    assert code == 0 and "Traceback" not in err
+    failures = [line for line in err.splitlines() if "next run will retry" in line]
+    assert [line for line in err.splitlines() if " ERROR " in line] == failures  # nothing else went wrong
+    assert all("database postgresql+psycopg://" in line for line in failures)
+    assert len([line for line in failures if " digest.jobs: dispatch: " in line]) >= 2  # runs every second
+    assert any(" digest.jobs: inbox: " in line for line in failures)  # the file it could not record yet
+
+
+def test_banner_says_where_papers_are_pulled_from_unless_the_pull_is_off(data_dir):
+    pulling = load_settings(data_dir=data_dir, hf_daily_url="https://hf.example/api/daily_papers")
+    assert any(
+        "pulled daily from https://hf.example/api/daily_papers" in line
+        for line in describe(pulling, "h", 1, True)
+    )
+    assert not any("pulled daily" in line for line in describe(pulling, "h", 1, scheduler=False))
+    assert not any(
+        "pulled daily" in line for line in describe(load_settings(data_dir=data_dir), "h", 1, True)
+    )

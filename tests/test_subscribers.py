@@ -210,12 +210,12 @@ def test_subscribe_command_prints_the_new_id(db, data_dir):
 @pytest.mark.parametrize(
     ("args", "field"),
     [
-        (["--email", "nope", "--keywords", "a"], "email"),
-        (["--slack-webhook", "https://example.org/x", "--keywords", "a"], "slack_webhook_url"),
-        (["--slack-channel", "general", "--keywords", "a"], "slack_channel"),
-        (["--email", "a@example.org", "--keywords", "a", "--timezone", "Paris"], "timezone"),
-        (["--email", "a@example.org", "--keywords", "a", "--time", "7pm"], "send_time"),
-        (["--email", "a@example.org", "--keywords", ","], "keywords"),
+        (["--email", "nope", "--keywords", "a"], "--email"),
+        (["--slack-webhook", "https://example.org/x", "--keywords", "a"], "--slack-webhook"),
+        (["--slack-channel", "general", "--keywords", "a"], "--slack-channel"),
+        (["--email", "a@example.org", "--keywords", "a", "--timezone", "Paris"], "--timezone"),
+        (["--email", "a@example.org", "--keywords", "a", "--time", "7pm"], "--time"),
+        (["--email", "a@example.org", "--keywords", ","], "--keywords"),
     ],
 )
 def test_subscribe_command_names_the_bad_field_stores_nothing_and_fails(db, data_dir, args, field):

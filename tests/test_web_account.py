@@ -67,7 +67,7 @@ def test_saving_preferences_updates_every_field(client, settings, db, sid) -> No
         weekdays=["0", "2", "4"],
         cadence="weekly",
     )
-    answer = client.post(url, data=form)
+    answer = client.post(url, data=form, follow_redirects=True)
     assert answer.status_code == 200 and "saved" in answer.text
     subscriber = stored(db, sid)
     assert subscriber.keywords == ["graph neural networks"] and subscriber.excluded_keywords == []
@@ -107,10 +107,10 @@ def test_preferences_post_needs_the_csrf_token(client, settings, db, sid) -> Non
 def test_pause_and_resume(client, settings, db, sid) -> None:
     url = path_of(links(settings).preferences(sid))
     token = csrf_token(client.get(url).text)
-    paused = client.post(url + "/pause", data={"csrf_token": token})
+    paused = client.post(url + "/pause", data={"csrf_token": token}, follow_redirects=True)
     assert "Paused" in paused.text and stored(db, sid).status == "paused"
     assert stored(db, sid).next_send_at is None
-    resumed = client.post(url + "/resume", data={"csrf_token": token})
+    resumed = client.post(url + "/resume", data={"csrf_token": token}, follow_redirects=True)
     assert "Resumed" in resumed.text and stored(db, sid).status == "active"
     assert stored(db, sid).next_send_at is not None
 
@@ -132,7 +132,7 @@ def test_delete_asks_first_then_erases_subscriber_votes_ledger_and_model(client,
     page = client.get(url)
     assert page.status_code == 200 and "Delete everything" in page.text
     assert snapshot(db) == before
-    done = client.post(url, data={"csrf_token": csrf_token(page.text)})
+    done = client.post(url, data={"csrf_token": csrf_token(page.text)}, follow_redirects=True)
     assert done.status_code == 200 and "deleted" in done.text
     with db.session() as session:
         for table in (Subscriber, Feedback, SubscriberModel, Delivery, DeliveryItem):
@@ -148,7 +148,7 @@ def test_unsubscribe_get_asks_and_post_unsubscribes(client, settings, db, sid) -
     page = client.get(url)
     assert page.status_code == 200 and 'id="unsubscribe"' in page.text
     assert snapshot(db) == before
-    done = client.post(url, data={"csrf_token": csrf_token(page.text)})
+    done = client.post(url, data={"csrf_token": csrf_token(page.text)}, follow_redirects=True)
     assert done.status_code == 200 and "You're unsubscribed" in html.unescape(done.text)
     assert stored(db, sid).status == "unsubscribed" and stored(db, sid).next_send_at is None
     assert "already unsubscribed" in client.get(url).text
@@ -205,3 +205,47 @@ def test_wrong_action_and_unknown_subscriber_tokens(client, settings, db, sid) -
         ).status_code
         == 404
     )
+
+
+def test_saving_redirects_to_the_page_and_reloading_it_saves_nothing_again(client, settings, db, sid) -> None:
+    url = path_of(links(settings).preferences(sid))
+    answer = client.post(url, data=prefs_form(client.get(url).text, keywords="graphs"))
+    assert answer.status_code == 303 and answer.headers["location"] == f"{url}?saved=preferences"
+    before = snapshot(db)
+    for _ in range(2):
+        assert "Your preferences are saved." in client.get(answer.headers["location"]).text
+    assert snapshot(db) == before
+
+
+def test_every_bad_preference_is_shown_at_once(client, settings, db, sid) -> None:
+    url = path_of(links(settings).preferences(sid))
+    bad = {
+        "keywords": "",
+        "send_time": "24:00",
+        "timezone": "Nowhere/Land",
+        "weekdays": [],
+        "cadence": "hourly",
+    }
+    before = snapshot(db)
+    answer = client.post(url, data=prefs_form(client.get(url).text, **bad))
+    assert answer.status_code == 422
+    for field in bad:
+        assert f'id="{field}-error"' in answer.text, field
+    assert snapshot(db) == before
+
+
+def test_pause_resume_delete_and_unsubscribe_answer_with_redirects(client, settings, db, sid) -> None:
+    url = path_of(links(settings).preferences(sid))
+    token = csrf_token(client.get(url).text)
+    assert (
+        client.post(url + "/pause", data={"csrf_token": token}).headers["location"] == f"{url}?saved=paused"
+    )
+    again = client.post(url + "/pause", data={"csrf_token": token})
+    assert again.headers["location"] == f"{url}?saved=unchanged"
+    assert "Nothing changed: this subscription is paused." in client.get(again.headers["location"]).text
+    unsubscribe = path_of(links(settings).unsubscribe(sid))
+    gone = client.post(unsubscribe, data={"csrf_token": token})
+    assert gone.status_code == 303 and gone.headers["location"] == f"{unsubscribe}?done=1"
+    deleted = client.post(url + "/delete", data={"csrf_token": token})
+    assert deleted.status_code == 303 and deleted.headers["location"] == "/deleted"
+    assert "Your data is deleted" in client.get("/deleted").text

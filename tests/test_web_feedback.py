@@ -48,7 +48,7 @@ def test_get_on_feedback_link_shows_the_paper_and_changes_nothing(client, settin
 def test_post_from_the_feedback_page_adds_one_vote_and_updates_the_model(client, settings, db, ids) -> None:
     url = path_of(links(settings).feedback(*ids, "up"))
     token = csrf_token(client.get(url).text)
-    answer = client.post(url, data={"csrf_token": token})
+    answer = client.post(url, data={"csrf_token": token}, follow_redirects=True)
     assert answer.status_code == 200
     assert "your vote is recorded" in answer.text and "Your vote: <strong>👍" in answer.text
     assert votes(db) == [(ids[0], ids[1], 1, "web")]
@@ -60,7 +60,7 @@ def test_subscriber_can_change_the_vote_and_the_page_shows_the_latest(client, se
     up, down = (path_of(links(settings).feedback(*ids, v)) for v in ("up", "down"))
     token = csrf_token(client.get(up).text)
     client.post(up, data={"csrf_token": token})
-    changed = client.post(down, data={"csrf_token": token})
+    changed = client.post(down, data={"csrf_token": token}, follow_redirects=True)
     assert "Your vote: <strong>👎" in changed.text
     assert [v[2] for v in votes(db)] == [1, -1]
     assert "Your vote: <strong>👎" in client.get(up).text
@@ -161,7 +161,7 @@ def _concurrent_votes(settings, database, subscriber_id: int, paper_ids: list[in
         url = path_of(links(settings).feedback(subscriber_id, paper_id, "up"))
         token = csrf_token(client.get(url).text)
         barrier.wait()
-        return client.post(url, data={"csrf_token": token}).status_code
+        return client.post(url, data={"csrf_token": token}, follow_redirects=True).status_code
 
     with ThreadPoolExecutor(len(paper_ids)) as pool:
         return list(pool.map(vote, paper_ids))
@@ -195,7 +195,7 @@ def test_vote_waits_for_another_process_holding_the_sqlite_write_lock(client, se
     releaser = threading.Timer(0.3, other.execute, ["COMMIT"])
     releaser.start()
     started = time.monotonic()
-    answer = client.post(url, data={"csrf_token": token})
+    answer = client.post(url, data={"csrf_token": token}, follow_redirects=True)
     releaser.join()
     other.close()
     assert answer.status_code == 200 and time.monotonic() - started >= 0.25
@@ -211,7 +211,7 @@ def test_pages_answer_while_a_vote_waits_for_the_sqlite_write_lock(settings, db,
     )
     other.execute("BEGIN IMMEDIATE")
     with ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(voter.post, url, data={"csrf_token": token})
+        pending = pool.submit(voter.post, url, data={"csrf_token": token}, follow_redirects=True)
         time.sleep(0.2)
         assert reader.get(url).status_code == 200 and not pending.done()
         other.execute("COMMIT")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import shutil
 from types import SimpleNamespace
 
 import pytest
@@ -36,7 +37,7 @@ def every_link(settings, db) -> list[str]:
         made.unsubscribe(sid),
         made.confirm(pending),
     ]
-    return [path_of(u) for u in urls] + ["/", "/subscribe", "/healthz", "/openapi.json", "/static/style.css"]
+    return [path_of(u) for u in urls] + ["/", "/subscribe", "/healthz", "/favicon.ico", "/static/style.css"]
 
 
 def test_get_on_any_link_leaves_digest_stats_and_tables_unchanged(client, settings, db, monkeypatch) -> None:
@@ -133,3 +134,31 @@ def test_start_up_freezes_long_lived_objects_out_of_the_garbage_collectors_full_
     gc.unfreeze()
     with TestClient(create_app(settings, db)):
         assert gc.get_freeze_count() > 10_000  # modules, classes, metadata: a full pass skips them
+
+
+def test_a_favicon_is_served_and_linked(client) -> None:
+    icon = client.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/x-icon"
+    assert icon.content[:4] == b"\x00\x00\x01\x00"  # an ICO header
+    assert client.get("/static/favicon.svg").status_code == 200
+    assert 'rel="icon" href="/static/favicon.svg"' in client.get("/").text
+
+
+def test_openapi_json_is_served_only_when_the_setting_enables_it(settings, db) -> None:
+    assert client_for(settings, db).get("/openapi.json").status_code == 404
+    enabled = client_for(settings.model_copy(update={"openapi": True}), db).get("/openapi.json")
+    assert enabled.status_code == 200 and "/subscribe" in enabled.json()["paths"]
+
+
+def test_with_the_database_gone_pages_say_so_with_a_503_and_log_one_line(settings, db, caplog) -> None:
+    sid = add_subscriber(db, settings)
+    client = client_for(settings, db)
+    url = path_of(links(settings).preferences(sid))
+    shutil.rmtree(settings.data_dir)  # the database's folder disappears under the running app
+    db.engine.dispose()
+    with caplog.at_level(logging.ERROR, logger="digest.web.app"):
+        answer = client.get(url)
+    assert answer.status_code == 503 and "Temporarily unavailable" in answer.text
+    assert answer.headers["retry-after"] == "60"
+    (record,) = [r for r in caplog.records if r.name == "digest.web.app"]
+    assert "/preferences/<token>" in record.getMessage() and record.exc_info is None

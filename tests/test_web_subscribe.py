@@ -41,7 +41,7 @@ def client(settings, db):
 
 def submit(client, **changes: str):
     token = csrf_token(client.get("/subscribe").text)
-    return client.post("/subscribe", data=FORM | {"csrf_token": token} | changes)
+    return client.post("/subscribe", data=FORM | {"csrf_token": token} | changes, follow_redirects=True)
 
 
 def subscribers(db) -> list[Subscriber]:
@@ -83,12 +83,12 @@ def test_confirm_link_get_changes_nothing_and_post_activates(client, settings, d
     page = client.get(confirm)
     assert page.status_code == 200 and "Yes, start my digest" in page.text
     assert snapshot(db) == before
-    done = client.post(confirm, data={"csrf_token": csrf_token(page.text)})
+    done = client.post(confirm, data={"csrf_token": csrf_token(page.text)}, follow_redirects=True)
     assert done.status_code == 200 and "You're subscribed" in html.unescape(done.text)
     (subscriber,) = subscribers(db)
     assert subscriber.status == "active" and subscriber.confirmed_at is not None
     assert subscriber.next_send_at is not None
-    again = client.post(confirm, data={"csrf_token": csrf_token(page.text)})
+    again = client.post(confirm, data={"csrf_token": csrf_token(page.text)}, follow_redirects=True)
     assert "already confirmed" in again.text
 
 
@@ -194,3 +194,33 @@ def test_slack_channel_sign_up_posts_the_confirmation_to_that_channel(client, se
     assert posted["channel"] == "C0123ABCD"
     button = posted["blocks"][1]["elements"][0]
     assert path_of(button["url"]).startswith("/confirm/")
+
+
+def test_a_sign_up_answers_with_a_redirect_so_reloading_the_result_sends_nothing(
+    client, settings, db
+) -> None:
+    token = csrf_token(client.get("/subscribe").text)
+    answer = client.post("/subscribe", data=FORM | {"csrf_token": token})
+    assert answer.status_code == 303 and answer.headers["location"] == "/subscribe/sent?to=email"
+    for _ in range(2):  # the result page, reloaded
+        assert "Check your inbox" in client.get(answer.headers["location"]).text
+    assert len(subscribers(db)) == 1 and len(outbox_messages(settings)) == 1
+
+
+def test_confirming_redirects_to_a_page_that_says_so(client, settings, db) -> None:
+    submit(client)
+    confirm = path_of(link_in(outbox_messages(settings)[0], "confirm"))
+    answer = client.post(confirm, data={"csrf_token": csrf_token(client.get(confirm).text)})
+    assert answer.status_code == 303 and answer.headers["location"] == f"{confirm}?done=1"
+    assert "You're subscribed" in html.unescape(client.get(answer.headers["location"]).text)
+
+
+def test_every_bad_field_is_shown_at_once_and_highlighted(client, db) -> None:
+    answer = submit(
+        client, email="nope", keywords=" , ", send_time="25:99", timezone="Mars/Olympus", digest_size="0"
+    )
+    assert answer.status_code == 422
+    for field in ("email", "keywords", "send_time", "timezone", "digest_size"):
+        assert f'id="{field}-error"' in answer.text, field
+        assert f'aria-invalid="true" aria-describedby="{field}-error"' in answer.text, field
+    assert subscribers(db) == []

@@ -1,15 +1,19 @@
-"""The ``digest`` command: thin wrappers over the rooms, one module per group of commands."""
+"""The ``digest`` command: thin wrappers over the rooms, one module per group of commands.
+
+Every command's failures go through one place (``context.Commands.invoke``): an operational one (database,
+disk, network, a setting) ends as one line naming the setting or resource and exit status 1.
+"""
 
 from __future__ import annotations
 
 import click
 
 from digest import __version__
-from digest.cli import delivery, evaluation, ingest, service, subscribers
-from digest.cli.context import Context
+from digest.cli import delivery, evaluation, feedback, ingest, service, subscribers
+from digest.cli.context import Commands, Context
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="digest")
 @click.pass_context
 def main(ctx: click.Context) -> None:
@@ -27,8 +31,10 @@ for command in (
     ingest.ingest_command,
     ingest.papers,
     subscribers.subscribe,
+    subscribers.subscribers,
     delivery.send,
     delivery.deliveries,
     delivery.preview,
+    feedback.feedback,
 ):
     main.add_command(command)

@@ -1,4 +1,4 @@
-"""``digest send``, ``digest preview`` and ``digest deliveries stuck|release``."""
+"""``digest send``, ``digest preview`` and ``digest deliveries list|stuck|release``."""
 
 from __future__ import annotations
 
@@ -6,9 +6,29 @@ from pathlib import Path
 
 import click
 
-from digest.cli.context import Context, emit_json, parse_date, pass_context
-from digest.deliver.ledger import NotStuck, release_claim, stuck_claims
-from digest.subscribers import find_subscriber_ids
+from digest.cli.context import Commands, Context, emit_json, parse_date, pass_context
+from digest.deliver.ledger import NotStuck, list_deliveries, release_claim, stuck_claims
+from digest.deliver.transports import delivers_for_real
+from digest.errors import DigestError
+from digest.subscribers import find_subscriber, find_subscriber_ids, subscriber_channels
+
+NO_BASE_URL = (
+    "DIGEST_BASE_URL is not set, so the digest's links would point at {url}, an address only this machine "
+    "can open; set it to the public address of `digest serve` (e.g. https://digest.example.org)"
+)
+
+
+def check_links(app: Context, ids: list[int], *, dry_run: bool) -> None:
+    """Refuse to send real mail or Slack messages whose links point at a guessed address; warn for files."""
+    settings = app.settings
+    if settings.base_url_is_set:
+        return
+    with app.db.session() as session:
+        channels = subscriber_channels(session, ids)
+    message = NO_BASE_URL.format(url=settings.base_url)
+    if not dry_run and any(delivers_for_real(settings, channel) for channel in channels):
+        raise DigestError(message)
+    click.echo(f"warning: {message}", err=True)
 
 
 @click.command()
@@ -26,6 +46,7 @@ def send(app: Context, reference: str | None, day: str | None, dry_run: bool, as
         ids = find_subscriber_ids(session, reference)
     if reference is not None and not ids:
         raise click.ClickException(f"no subscriber matches {reference!r}")
+    check_links(app, ids, dry_run=dry_run)
     report = send_many(app.db, app.settings, ids, digest_date=digest_date, dry_run=dry_run)
     for outcome in report.outcomes:
         detail = f" ({outcome.reason})" if outcome.reason else ""
@@ -42,9 +63,43 @@ def send(app: Context, reference: str | None, day: str | None, dry_run: bool, as
         raise SystemExit(1)
 
 
-@click.group()
+@click.group(cls=Commands)
 def deliveries() -> None:
     """Inspect and repair the delivery ledger."""
+
+
+@deliveries.command("list")
+@click.option("--subscriber", "reference", help="Only this subscriber's (id, email or Slack channel id).")
+@click.option("--date", "day", help="Only this digest date, YYYY-MM-DD.")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most N rows.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as one JSON object (last line).")
+@pass_context
+def deliveries_list(app: Context, reference: str | None, day: str | None, limit: int, as_json: bool) -> None:
+    """List deliveries, newest digest date first: subscriber, date, status, papers, reason."""
+    digest_date = parse_date(day)
+    with app.db.session() as session:
+        subscriber_id = _subscriber_id(session, reference)
+        rows = list_deliveries(session, subscriber_id, digest_date, limit=limit)
+    if as_json:
+        emit_json({"count": len(rows), "deliveries": rows})
+        return
+    for row in rows:
+        reason = f"  ({row['reason']})" if row["reason"] else ""
+        click.echo(
+            f"delivery {row['id']}: subscriber {row['subscriber']} {row['digest_date']} {row['channel']} "
+            f"{row['status']}, {row['papers']} papers{reason}"
+        )
+    if not rows:
+        click.echo("no deliveries")
+
+
+def _subscriber_id(session, reference: str | None) -> int | None:  # type: ignore[no-untyped-def]
+    if reference is None:
+        return None
+    try:
+        return find_subscriber(session, reference).id
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @deliveries.command("stuck")
@@ -100,6 +155,7 @@ def preview(app: Context, reference: str, out: Path, day: str | None) -> None:
         ids = find_subscriber_ids(session, reference)
     if len(ids) != 1:
         raise click.ClickException(f"{reference!r} matches {len(ids)} subscribers; give an id")
+    check_links(app, ids, dry_run=True)  # a preview only shows the links: a warning is enough
     rendered = preview_digest(app.db, app.settings, ids[0], parse_date(day))
     for path in write_preview(rendered, out):
         click.echo(path)

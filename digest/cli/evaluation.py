@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from digest.cli.context import emit_json
+from digest.cli.context import Commands, emit_json
 
 
-@click.group("eval")
+@click.group("eval", cls=Commands)
 def eval_group() -> None:
     """Measure the production ranking model on offline evaluation files."""
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from digest.cli.context import Context, emit_json, pass_context
+from digest.cli.context import Commands, Context, emit_json, pass_context
 from digest.ingest.papers import find_paper, list_papers, paper_details, paper_summary
 from digest.ingest.service import ingest_paths
 
@@ -30,7 +30,7 @@ def ingest_command(app: Context, paths: tuple[Path, ...], as_json: bool) -> None
         raise SystemExit(1)
 
 
-@click.group()
+@click.group(cls=Commands)
 def papers() -> None:
     """Inspect stored papers."""
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 from sqlalchemy import func, select
 
-from digest.cli.context import Context, emit_json, pass_context
+from digest.cli.context import Commands, Context, emit_json, pass_context
+from digest.config import prepare_folders
 from digest.db import Database, upgrade
 from digest.models import Delivery, DigestFile, Feedback, Paper, Subscriber
 
@@ -15,17 +16,20 @@ from digest.models import Delivery, DigestFile, Feedback, Paper, Subscriber
 def init(app: Context) -> None:
     """Create the data dir, inbox, outbox and database (safe to run again)."""
     settings = app.settings
-    for folder in (settings.data_dir, settings.inbox, settings.outbox):
-        folder.mkdir(parents=True, exist_ok=True)
-    upgrade(app.db.engine)
+    prepare_folders(settings)
+    database = Database(settings, migrate=False)
+    try:
+        upgrade(database.engine)
+    finally:
+        database.dispose()
     _ = settings.secret if settings.is_embedded else None
     click.echo(f"data dir: {settings.data_dir.resolve()}")
-    click.echo(f"database: {app.db.engine.url.render_as_string(hide_password=True)}")
+    click.echo(f"database: {database.url}")
     click.echo(f"inbox:    {settings.inbox.resolve()}")
     click.echo(f"outbox:   {settings.outbox.resolve()}")
 
 
-@click.group()
+@click.group(cls=Commands)
 def db() -> None:
     """Database schema commands."""
 
@@ -36,8 +40,11 @@ def db() -> None:
 def db_upgrade(app: Context, revision: str) -> None:
     """Apply the Alembic migrations (works on SQLite and PostgreSQL)."""
     database = Database(app.settings, migrate=False)
-    upgrade(database.engine, revision)
-    click.echo(f"database upgraded to {revision}")
+    try:
+        upgrade(database.engine, revision)
+    finally:
+        database.dispose()
+    click.echo(f"database {database.url} upgraded to {revision}")
 
 
 @click.command()

@@ -27,7 +27,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -233,6 +233,34 @@ def stuck_claims(session: Session) -> list[Delivery]:
     """Ledger rows left ``sending`` (the process stopped between claim and record); never resent by itself."""
     query = select(Delivery).where(Delivery.status == DeliveryStatus.SENDING).order_by(Delivery.id)
     return list(session.scalars(query))
+
+
+def list_deliveries(
+    session: Session, subscriber_id: int | None = None, day: dt.date | None = None, *, limit: int = 50
+) -> list[dict[str, Any]]:
+    """The newest ledger rows (optionally one subscriber's, one digest date's), with how many papers each."""
+    papers = (
+        select(func.count(DeliveryItem.id)).where(DeliveryItem.delivery_id == Delivery.id).scalar_subquery()
+    )
+    query = select(Delivery, papers).order_by(Delivery.digest_date.desc(), Delivery.id.desc()).limit(limit)
+    if subscriber_id is not None:
+        query = query.where(Delivery.subscriber_id == subscriber_id)
+    if day is not None:
+        query = query.where(Delivery.digest_date == day)
+    return [
+        {
+            "id": row.id,
+            "subscriber": row.subscriber_id,
+            "digest_date": str(row.digest_date),
+            "channel": str(row.channel),
+            "status": str(row.status),
+            "papers": count,
+            "attempts": row.attempts,
+            "sent_at": f"{row.sent_at:%Y-%m-%d %H:%M} UTC" if row.sent_at else None,
+            "reason": row.reason,
+        }
+        for row, count in session.execute(query).tuples()
+    ]
 
 
 def release_claim(session: Session, delivery_id: int) -> Delivery:

@@ -12,6 +12,15 @@ from digest.models import Channel
 from digest.render import EmailContent
 
 
+def delivers_for_real(settings: Settings, channel: str) -> bool:
+    """Whether a message on ``channel`` leaves this machine (SMTP, Slack) rather than going to the outbox."""
+    if channel == Channel.EMAIL:
+        return settings.uses_smtp
+    if channel == Channel.SLACK_BOT:
+        return bool(settings.slack_bot_token)
+    return channel == Channel.SLACK_WEBHOOK
+
+
 def mail_transport(settings: Settings) -> Transport:
     """SMTP when DIGEST_SMTP_HOST is set, else the file outbox (the embedded default)."""
     return SmtpTransport(settings) if settings.uses_smtp else OutboxTransport(settings.outbox)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 
 import httpx
 from sqlalchemy import select
 
-from digest.config import Settings
 from digest.db import Database
 from digest.ingest.service import ingest_bytes
 from digest.models import DigestFile, utcnow
@@ -36,12 +36,22 @@ def pull_hf_daily(db: Database, url: str, day: dt.date, *, timeout: float = 30.0
     return True
 
 
-def hf_daily_job(db: Database, settings: Settings) -> None:
-    """Pull yesterday's (UTC) list — complete by then — once; runs hourly so downtime cannot skip a day."""
-    assert settings.hf_daily_url
-    day = utcnow().date() - dt.timedelta(days=1)
-    try:
-        if pull_hf_daily(db, settings.hf_daily_url, day):
-            log.info("hf daily: pulled %s", day)
-    except httpx.HTTPError as exc:
-        log.warning("hf daily: pulling %s failed (%s); retrying next hour", day, exc)
+class HfDailyPull:
+    """The hourly job: pull yesterday's (UTC) list — complete by then — once, so downtime cannot skip a day.
+
+    Offline, it warns once per day it could not pull (the hourly retries of that day log at DEBUG).
+    """
+
+    def __init__(self, db: Database, url: str, *, clock: Callable[[], dt.datetime] = utcnow) -> None:
+        self.db, self.url, self.clock = db, url, clock
+        self._warned: dt.date | None = None
+
+    def run(self) -> None:
+        day = self.clock().date() - dt.timedelta(days=1)
+        try:
+            if pull_hf_daily(self.db, self.url, day):
+                log.info("hf daily: pulled %s", day)
+        except httpx.HTTPError as exc:
+            level = logging.DEBUG if self._warned == day else logging.WARNING
+            self._warned = day
+            log.log(level, "hf daily: pulling %s from %s failed (%s); retrying hourly", day, self.url, exc)

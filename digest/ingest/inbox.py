@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from sqlalchemy.exc import DBAPIError
+
 from digest.db import Database
 from digest.ingest.service import ingest_paths
 
@@ -71,6 +73,9 @@ class InboxWatcher:
         self._pending.pop(path, None)
         try:
             report = ingest_paths(self.db, [path])
+        except DBAPIError:
+            self._done.pop(path, None)  # the database, not the file: offer it again on the next poll
+            raise
         except Exception:
             log.exception("inbox: ingesting %s failed", path)
             return

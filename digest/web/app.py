@@ -1,33 +1,39 @@
 """The FastAPI application: `create_app(settings, db)` wires routes, error pages and security headers.
 
 `digest serve` runs it with uvicorn. Interactive API docs are off (their CDN scripts would break the
-Content-Security-Policy); the OpenAPI document stays at /openapi.json for fuzzing.
+Content-Security-Policy); the OpenAPI document is served at /openapi.json only with DIGEST_OPENAPI=true
+(for fuzzing and API clients): it lists every route, which a public site need not advertise.
 """
 
 from __future__ import annotations
 
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import resources
 from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from digest import __version__
 from digest.config import Settings
 from digest.db import Database
+from digest.errors import explain
 from digest.signing import BadToken
 from digest.web import account, feedback, slack, subscribe
 from digest.web.notices import NoticeFailed
-from digest.web.security import CsrfError, SecurityHeaders, install_log_redaction
+from digest.web.security import CsrfError, SecurityHeaders, install_log_redaction, redact
 from digest.web.site import NotFound, Site, message, site_of
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
+STATIC_DIR = Path(str(resources.files("digest.web") / "static"))
+log = logging.getLogger(__name__)
 
 
 @asynccontextmanager
@@ -52,11 +58,19 @@ def _freeze_startup_objects() -> None:
 
 def create_app(settings: Settings, db: Database) -> FastAPI:
     install_log_redaction()
-    app = FastAPI(title="digest", version=__version__, docs_url=None, redoc_url=None, lifespan=_lifespan)
+    app = FastAPI(
+        title="digest",
+        version=__version__,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.openapi else None,
+        lifespan=_lifespan,
+    )
     app.state.site = Site.build(settings, db)
     for module in (subscribe, feedback, account, slack):
         app.include_router(module.router)
     app.add_api_route("/healthz", healthz, methods=["GET"], summary="Database ping")
+    app.add_api_route("/favicon.ico", favicon, methods=["GET"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_error_pages(app)
     app.add_middleware(SecurityHeaders)
@@ -72,8 +86,26 @@ def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok", "database": "ok", "version": __version__})
 
 
+def favicon() -> FileResponse:
+    """Browsers ask for /favicon.ico whatever the page links; the pages link the SVG."""
+    return FileResponse(STATIC_DIR / "favicon.ico", media_type="image/x-icon")
+
+
 def _add_error_pages(app: FastAPI) -> None:
     """Every failure is a short page saying what was wrong; never a stack trace."""
+
+    @app.exception_handler(DBAPIError)
+    async def database_down(request: Request, exc: DBAPIError) -> HTMLResponse:
+        # One log line, not a traceback per request, while the database is away.
+        failure = explain(exc, database_url=site_of(request).db.url)
+        log.error("%s %s: %s", request.method, redact(request.url.path), failure)
+        return message(
+            request,
+            "Temporarily unavailable",
+            "We cannot reach our database just now. Nothing was changed; please try again in a few minutes.",
+            503,
+            headers={"Retry-After": "60"},
+        )
 
     @app.exception_handler(BadToken)
     async def bad_token(request: Request, exc: BadToken) -> HTMLResponse:

@@ -22,7 +22,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Path, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import bindparam, select, true
 from sqlalchemy.orm import Session
 
@@ -120,31 +120,33 @@ def _feedback_page(
 
 
 @router.get("/feedback/{token}", response_class=HTMLResponse, summary="Show a paper and its vote buttons")
-async def feedback_page(request: Request, token: str) -> HTMLResponse:
+async def feedback_page(request: Request, token: str, recorded: bool = False) -> HTMLResponse:
     site = site_of(request)
     link = site.token(token, FEEDBACK_ACTIONS)
     if site.db.embedded:
         paper, vote = _load_page(site, link)
     else:
         paper, vote = await run_in_threadpool(_load_page, site, link)
+    if recorded:  # the result page of a vote (the POST redirects here)
+        return _feedback_page(request, site, link, paper, vote, recorded=link.action)
     return _feedback_page(request, site, link, paper, vote, suggested=link.action)
 
 
 @router.post("/feedback/{token}", response_class=HTMLResponse, summary="Record the vote of this link")
 async def feedback_vote(
     request: Request, token: str, csrf_token: Annotated[str, Form()] = ""
-) -> HTMLResponse:
+) -> RedirectResponse:
     site = site_of(request)
     link = site.token(token, FEEDBACK_ACTIONS)
     site.csrf.check(request, csrf_token)
     try:
         if not site.db.embedded:
             raise WriterBusy  # PostgreSQL: always from a worker thread
-        paper = record_vote(site, link, FeedbackSource.WEB, wait=False)
+        record_vote(site, link, FeedbackSource.WEB, wait=False)
     except WriterBusy:
-        paper = await run_in_threadpool(record_vote, site, link, FeedbackSource.WEB)
-    # The vote just stored is the newest, so it is the current one: no query needed to show it.
-    return _feedback_page(request, site, link, paper, VOTE_VALUES[link.action], recorded=link.action)
+        await run_in_threadpool(record_vote, site, link, FeedbackSource.WEB)
+    # The result page is a GET, so reloading it cannot vote again.
+    return RedirectResponse(f"/feedback/{token}?recorded=1", 303)
 
 
 @router.get("/papers/{paper_id}", response_class=HTMLResponse, summary="A paper's public page")

@@ -1,7 +1,8 @@
 """The subscribe and preferences forms: raw strings in, keyword arguments for `digest.subscribers` out.
 
 Every field arrives as a string so a malformed value becomes an error shown next to its field instead of
-a framework-level 422. `digest.subscribers` does the real validation and names the field it refuses.
+a framework-level 422. Each parser returns the fields it could read and the errors of those it could not
+(``Parsed``), so a page shows every problem at once; `digest.subscribers` does the real validation.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ CADENCES = ("daily", "weekly")
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # digest.subscribers names Slack fields after the model; the subscribe form has one Slack box.
 FIELD_ALIASES = {"slack_webhook_url": "slack", "slack_channel": "slack"}
+CHANNEL_FIELDS = frozenset({"channel", "email", "slack"})
+Parsed = tuple[dict[str, Any], dict[str, str]]  # (fields read, field → error)
 
 
 class PreferencesForm(BaseModel):
@@ -43,14 +46,6 @@ class SubscribeForm(BaseModel):
     csrf_token: str = ""
 
 
-class FormErrors(Exception):
-    """Field name → message, shown next to each field."""
-
-    def __init__(self, errors: dict[str, str]) -> None:
-        super().__init__(", ".join(f"{k}: {v}" for k, v in errors.items()))
-        self.errors = errors
-
-
 @cache
 def timezones() -> list[str]:
     return sorted(zoneinfo.available_timezones())
@@ -66,61 +61,66 @@ def split_keywords(text: str) -> list[str]:
     return list(seen)
 
 
-def _check_plain_text(values: dict[str, Any]) -> None:
-    bad = {
+def _control_characters(values: dict[str, Any]) -> dict[str, str]:
+    return {
         name: "contains control characters"
         for name, v in values.items()
         if isinstance(v, str) and CONTROL.search(v)
     }
-    if bad:
-        raise FormErrors(bad)
 
 
-def _digest_size(text: str, default: int) -> int:
-    text = text.strip()
-    if not text:
-        return default
-    if not re.fullmatch(r"\d{1,3}", text):
-        raise FormErrors({"digest_size": "must be a whole number between 1 and 50"})
-    return int(text)
+def _without(fields: dict[str, Any], errors: dict[str, str]) -> Parsed:
+    return {name: value for name, value in fields.items() if name not in errors}, errors
 
 
-def preference_fields(form: PreferencesForm | SubscribeForm, default_size: int) -> dict[str, Any]:
+def preference_fields(form: PreferencesForm | SubscribeForm, default_size: int) -> Parsed:
     """The preference keyword arguments shared by create_subscriber and update_preferences."""
-    _check_plain_text(form.model_dump())
-    return {
+    errors = _control_characters(form.model_dump(include=set(PreferencesForm.model_fields) - {"weekdays"}))
+    size = form.digest_size.strip()
+    if size and not re.fullmatch(r"\d{1,3}", size):
+        errors.setdefault("digest_size", "must be a whole number between 1 and 50")
+    fields = {
         "keywords": split_keywords(form.keywords),
         "excluded_keywords": split_keywords(form.excluded_keywords),
         "send_time": form.send_time.strip() or "08:00",
         "timezone": form.timezone.strip() or "UTC",
-        "digest_size": _digest_size(form.digest_size, default_size),
+        "digest_size": int(size) if size.isdigit() else default_size,
     }
+    return _without(fields, errors)
 
 
-def schedule_fields(form: PreferencesForm) -> dict[str, Any]:
+def schedule_fields(form: PreferencesForm) -> Parsed:
+    errors = {}
     days = sorted({d for d in form.weekdays if d in {str(i) for i in range(7)}})
     if not days or len(days) != len(set(form.weekdays)):
-        raise FormErrors({"weekdays": "pick at least one day of the week"})
+        errors["weekdays"] = "pick at least one day of the week"
     if form.cadence not in CADENCES:
-        raise FormErrors({"cadence": "choose daily or weekly"})
-    return {"weekdays": "".join(days), "cadence": form.cadence}
+        errors["cadence"] = "choose daily or weekly"
+    return _without({"weekdays": "".join(days), "cadence": form.cadence}, errors)
 
 
-def channel_fields(form: SubscribeForm) -> dict[str, Any]:
+def channel_fields(form: SubscribeForm) -> Parsed:
     """email=… or slack_webhook_url=… / slack_channel=…, from the channel the visitor chose."""
-    _check_plain_text({"email": form.email, "slack": form.slack})
+    errors = _control_characters({"email": form.email, "slack": form.slack})
+    if errors:
+        return {}, errors
     if form.channel == "slack":
         target = form.slack.strip()
         if not target:
-            raise FormErrors({"slack": "enter a Slack incoming-webhook URL or a channel/member id"})
+            return {}, {"slack": "enter a Slack incoming-webhook URL or a channel/member id"}
         key = "slack_webhook_url" if target.lower().startswith(("http://", "https://")) else "slack_channel"
-        return {key: target}
+        return {key: target}, {}
     if form.channel != "email":
-        raise FormErrors({"channel": "choose email or Slack"})
+        return {}, {"channel": "choose email or Slack"}
     if not form.email.strip():
-        raise FormErrors({"email": "enter your email address"})
-    return {"email": form.email.strip()}
+        return {}, {"email": "enter your email address"}
+    return {"email": form.email.strip()}, {}
 
 
 def form_field(model_field: str) -> str:
     return FIELD_ALIASES.get(model_field, model_field)
+
+
+def form_errors(errors: dict[str, str]) -> dict[str, str]:
+    """digest.subscribers' field errors under the names of the form's fields."""
+    return {form_field(name): message for name, message in errors.items()}

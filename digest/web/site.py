@@ -12,12 +12,13 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from digest.config import Settings
-from digest.db import PROJECT_ROOT, Database
+from digest.db import Database
 from digest.models import Paper, Subscriber
+from digest.render import TEMPLATES_DIR as ALL_TEMPLATES
 from digest.signing import Links, Token, links_for
 from digest.web.security import Csrf, RateLimiter
 
-TEMPLATES_DIR = PROJECT_ROOT / "templates" / "web"
+TEMPLATES_DIR = ALL_TEMPLATES / "web"
 
 
 class NotFound(Exception):

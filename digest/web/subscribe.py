@@ -1,5 +1,8 @@
 """Sign-up with double opt-in: the form, the "check your inbox" answer, and the confirmation link.
 
+A successful POST answers 303 with the result page's address (reloading it re-submits nothing); a form
+with errors is shown again (422) with every bad field marked at once.
+
 The answer never says whether an address was already subscribed (that would let anyone probe who reads
 what): every valid submission gets the same page, and the mail that follows differs instead. A new or
 still-pending address gets a confirmation link; a live subscription gets its "manage preferences" link.
@@ -10,7 +13,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -19,16 +22,18 @@ from digest.models import LIVE_STATUSES, Subscriber, SubscriberStatus, utcnow
 from digest.subscribers import InvalidSubscription
 from digest.web import notices
 from digest.web.forms import (
-    FormErrors,
+    CHANNEL_FIELDS,
     SubscribeForm,
     channel_fields,
-    form_field,
+    form_errors,
     preference_fields,
     timezones,
 )
 from digest.web.site import Site, get_subscriber, message, page, site_of
 
 router = APIRouter()
+DESTINATIONS = ("email", "slack_webhook_url", "slack_channel")
+SENT_TO = {"email": "inbox", "slack": "Slack channel"}
 
 
 def _subscribe_form(request: Request, form: SubscribeForm, errors: dict[str, str], status: int = 200) -> Any:
@@ -51,7 +56,7 @@ def subscribe_page(request: Request) -> HTMLResponse:
 
 
 @router.post("/subscribe", response_class=HTMLResponse, summary="Sign up (a confirmation link is sent)")
-def subscribe(request: Request, form: Annotated[SubscribeForm, Form()]) -> HTMLResponse:
+def subscribe(request: Request, form: Annotated[SubscribeForm, Form()]) -> Any:
     site = site_of(request)
     retry_after = site.subscribe_limiter.hit(request.client.host if request.client else "unknown")
     if retry_after is not None:
@@ -63,26 +68,39 @@ def subscribe(request: Request, form: Annotated[SubscribeForm, Form()]) -> HTMLR
             headers={"Retry-After": str(int(retry_after) + 1)},
         )
     site.csrf.check(request, form.csrf_token)
+    fields, errors = _read(site, form)
+    if errors:
+        return _subscribe_form(request, form, errors, 422)
     try:
-        fields = channel_fields(form) | preference_fields(form, site.settings.default_digest_size)
         subscriber_id, kind = _sign_up(site, fields)
-    except FormErrors as exc:
-        return _subscribe_form(request, form, exc.errors, 422)
     except InvalidSubscription as exc:
-        return _subscribe_form(request, form, {form_field(exc.field): exc.message}, 422)
+        return _subscribe_form(request, form, form_errors(exc.errors), 422)
     notices.send(site, subscriber_id, kind)
-    where = "inbox" if "email" in fields else "Slack channel"
+    return RedirectResponse(f"/subscribe/sent?to={'email' if 'email' in fields else 'slack'}", 303)
+
+
+def _read(site: Site, form: SubscribeForm) -> tuple[dict[str, Any], dict[str, str]]:
+    """The sign-up's fields and every error in them: the form's own, then digest.subscribers' checks."""
+    destination, errors = channel_fields(form)
+    prefs, pref_errors = preference_fields(form, site.settings.default_digest_size)
+    errors |= pref_errors
+    checked = destination if not errors.keys() & CHANNEL_FIELDS else None
+    found = subscribers.field_errors(site.settings, checked, prefs)
+    return destination | prefs, form_errors(found) | errors
+
+
+@router.get("/subscribe/sent", response_class=HTMLResponse, summary="After signing up: check your inbox")
+def subscribe_sent(request: Request, to: str = "email") -> HTMLResponse:
     return message(
         request,
-        f"Check your {where}",
-        f"We sent a message to {fields.get('email') or 'that Slack destination'}. "
-        "Open the link in it to confirm; nothing is sent to you before that.",
+        f"Check your {SENT_TO.get(to, SENT_TO['email'])}",
+        "We sent a message there. Open the link in it to confirm; nothing is sent to you before that.",
     )
 
 
 def _sign_up(site: Site, fields: dict[str, Any]) -> tuple[int, str]:
     """Store the sign-up and say which notice to send: ("confirm" | "manage")."""
-    destination = {k: v for k, v in fields.items() if k in ("email", "slack_webhook_url", "slack_channel")}
+    destination = {k: v for k, v in fields.items() if k in DESTINATIONS}
     prefs = {k: v for k, v in fields.items() if k not in destination}
     with site.db.sessions() as session:
         live = _live_subscription(session, site, destination)
@@ -116,35 +134,41 @@ def _live_subscription(session: Session, site: Site, destination: dict[str, str]
 
 
 @router.get("/confirm/{token}", response_class=HTMLResponse, summary="Ask to confirm a sign-up")
-def confirm_page(request: Request, token: str) -> HTMLResponse:
+def confirm_page(request: Request, token: str, done: bool = False) -> HTMLResponse:
     site = site_of(request)
     link = site.token(token, {"confirm"})
     with site.db.session() as session:
         subscriber = get_subscriber(session, link.subscriber_id)
+        if done and subscriber.status == SubscriberStatus.ACTIVE:
+            return _confirmed(request, site, subscriber)
         if subscriber.status != SubscriberStatus.PENDING:
             return _already(request, site, subscriber)
         return page(request, "confirm.html", subscriber=subscriber, token=token)
 
 
 @router.post("/confirm/{token}", response_class=HTMLResponse, summary="Confirm a sign-up")
-def confirm(request: Request, token: str, csrf_token: Annotated[str, Form()] = "") -> HTMLResponse:
+def confirm(request: Request, token: str, csrf_token: Annotated[str, Form()] = "") -> RedirectResponse:
     site = site_of(request)
     link = site.token(token, {"confirm"})
     site.csrf.check(request, csrf_token)
     with site.db.session() as session:
         subscriber = get_subscriber(session, link.subscriber_id)
         if subscriber.status != SubscriberStatus.PENDING:
-            return _already(request, site, subscriber)
+            return RedirectResponse(f"/confirm/{token}", 303)
         subscribers.update_preferences(session, subscriber, status=SubscriberStatus.ACTIVE)
         subscriber.confirmed_at = utcnow()
-        return message(
-            request,
-            "You're subscribed",
-            "Your first digest arrives at your chosen time. Every digest has a link to change your "
-            "preferences or unsubscribe.",
-            action_path=_path(site, site.links.preferences(subscriber.id)),
-            action_label="Your preferences",
-        )
+    return RedirectResponse(f"/confirm/{token}?done=1", 303)
+
+
+def _confirmed(request: Request, site: Site, subscriber: Subscriber) -> HTMLResponse:
+    return message(
+        request,
+        "You're subscribed",
+        "Your first digest arrives at your chosen time. Every digest has a link to change your "
+        "preferences or unsubscribe.",
+        action_path=_path(site, site.links.preferences(subscriber.id)),
+        action_label="Your preferences",
+    )
 
 
 def _already(request: Request, site: Site, subscriber: Subscriber) -> HTMLResponse:

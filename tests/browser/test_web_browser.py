@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from web_support import add_paper, link_in, outbox_messages
 
 from digest.config import Settings, load_settings
-from digest.db import PROJECT_ROOT, Database
+from digest.db import Database
 from digest.dispatch import send_digest
 from digest.models import Feedback, Subscriber
 from digest.web.app import create_app
@@ -35,7 +35,7 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SHOTS = PROJECT_ROOT / "test-artifacts" / "browser"
+SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 
 pytestmark = [
     pytest.mark.browser,

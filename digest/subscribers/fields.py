@@ -1,10 +1,7 @@
-"""Subscriptions: create, change and delete them, with every field checked the same way everywhere; and
-the queries that find subscribers.
+"""Every field of a subscription, checked the same way for the CLI, the web forms and the bulk import.
 
-The CLI (`digest subscribe`) and the web form both come through here, so a bad value gets the same clear
-:class:`InvalidSubscription` (``field`` = the keyword argument / form field name) and nothing is stored.
-
-Choices worth knowing:
+Each check returns the cleaned value or raises :class:`InvalidSubscription`; :func:`clean_all` runs many and
+names every field that failed, so a form or a CSV row shows all its problems at once. Choices worth knowing:
 
 * Email addresses are checked offline (RFC 5322 addr-spec via :mod:`email.headerregistry`, plus a domain
   that looks routable); no DNS lookup, because sign-up must work without network.
@@ -14,15 +11,12 @@ Choices worth knowing:
   are on the list, which is how tests and a local relay are configured.
 * Slack channel / member ids are the uppercase ids Slack shows (``C…`` channel, ``G…`` private channel,
   ``D…`` direct message, ``U…``/``W…`` member), not ``#names``: names change, ids do not.
-* The same address may not hold two live subscriptions (pending, active or paused); an unsubscribed one
-  may sign up again.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from enum import StrEnum
@@ -30,23 +24,8 @@ from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
-
-from digest.calendar import digest_date_for, next_send_time
 from digest.config import Settings
-from digest.models import (
-    LIVE_STATUSES,
-    Cadence,
-    Channel,
-    Delivery,
-    DeliveryItem,
-    Feedback,
-    Subscriber,
-    SubscriberModel,
-    SubscriberStatus,
-    utcnow,
-)
+from digest.models import Cadence, Channel, SubscriberStatus
 
 STATUSES = tuple(SubscriberStatus)
 CADENCES = tuple(Cadence)
@@ -62,15 +41,55 @@ PREFERENCE_FIELDS = frozenset(
     {"keywords", "excluded_keywords", "send_time", "timezone", "digest_size", "weekdays", "cadence", "status"}
 )
 SCHEDULE_FIELDS = frozenset({"send_time", "timezone", "weekdays", "cadence", "status"})
+DESTINATION_FIELDS = ("email", "slack_webhook_url", "slack_channel")
+# What an empty or missing field means, as `digest subscribe` and a CSV import read it.
+DEFAULTS = {
+    "keywords": "",
+    "excluded_keywords": "",
+    "send_time": "08:00",
+    "timezone": "UTC",
+    "digest_size": None,
+    "weekdays": "0123456",
+    "cadence": "daily",
+}
+# The command-line flag of each field (`digest subscribe`, `subscribers edit`); CSV columns drop the dashes.
+FLAGS = {
+    "email": "--email",
+    "slack_webhook_url": "--slack-webhook",
+    "slack_channel": "--slack-channel",
+    "keywords": "--keywords",
+    "excluded_keywords": "--exclude",
+    "send_time": "--time",
+    "timezone": "--timezone",
+    "digest_size": "--size",
+    "weekdays": "--weekdays",
+    "cadence": "--cadence",
+    "status": "--status",
+}
+COLUMNS = {flag.removeprefix("--"): field for field, flag in FLAGS.items()}
+IMPORT_STATUSES = (SubscriberStatus.ACTIVE, SubscriberStatus.PAUSED)
+PAUSE_FROM = (SubscriberStatus.ACTIVE,)
+RESUME_FROM = (
+    SubscriberStatus.PENDING,
+    SubscriberStatus.PAUSED,
+    SubscriberStatus.UNSUBSCRIBED,
+    SubscriberStatus.DISABLED,
+)
 
 
 class InvalidSubscription(ValueError):
-    """A subscription field is invalid; ``field`` names it as the form / keyword argument does."""
+    """Subscription fields are invalid. ``errors`` maps each bad field (as the form / keyword argument names
+    it) to its message; ``field`` and ``message`` are the first of them."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+    def __init__(self, field: str, message: str, errors: dict[str, str] | None = None) -> None:
+        self.errors = errors or {field: message}
+        super().__init__("; ".join(f"{name}: {text}" for name, text in self.errors.items()))
+        self.field, self.message = field, message
+
+    @classmethod
+    def of(cls, errors: dict[str, str]) -> InvalidSubscription:
+        ((field, message), *_) = errors.items()
+        return cls(field, message, errors)
 
 
 # --- field checks (each returns the cleaned value or raises InvalidSubscription) -------------------------
@@ -197,7 +216,21 @@ def clean_choice(field: str, value: str, choices: tuple[StrEnum, ...]) -> StrEnu
     raise InvalidSubscription(field, f"{value!r} is not one of {', '.join(choices)}")
 
 
-def _clean_preference(field: str, value: Any, default_size: int) -> Any:
+def clean_all(checks: dict[str, Callable[[], Any]]) -> dict[str, Any]:
+    """Run every check; raise one InvalidSubscription naming every field that failed."""
+    cleaned: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for name, check in checks.items():
+        try:
+            cleaned[name] = check()
+        except InvalidSubscription as exc:
+            errors |= {field: message for field, message in exc.errors.items() if field not in errors}
+    if errors:
+        raise InvalidSubscription.of(errors)
+    return cleaned
+
+
+def clean_preference(field: str, value: Any, default_size: int) -> Any:
     cleaners = {
         "keywords": lambda v: clean_keywords(v),
         "excluded_keywords": lambda v: clean_keywords(v, "excluded_keywords", required=False),
@@ -213,49 +246,43 @@ def _clean_preference(field: str, value: Any, default_size: int) -> Any:
     return cleaners[field](value)
 
 
-# --- the operations -----------------------------------------------------------------------------------
+def clean_subscription(
+    settings: Settings, destinations: dict[str, str | None], values: dict[str, Any]
+) -> tuple[Channel, dict[str, str], dict[str, Any]]:
+    """The channel, destination and cleaned preferences of a new subscription; every bad field is named."""
+    cleaned = clean_all(_checks(settings, destinations, values, settings.default_digest_size))
+    channel, destination = cleaned.pop("channel")
+    return channel, destination, cleaned
 
 
-def create_subscriber(
-    session: Session,
+def field_errors(
     settings: Settings,
-    *,
-    email: str | None = None,
-    slack_webhook_url: str | None = None,
-    slack_channel: str | None = None,
-    keywords: str | Iterable[str],
-    excluded_keywords: str | Iterable[str] = (),
-    send_time: str = "08:00",
-    timezone: str = "UTC",
-    digest_size: int | str | None = None,
-    weekdays: str | Iterable[int | str] = "0123456",
-    cadence: str = "daily",
-    status: str = SubscriberStatus.ACTIVE,
-) -> Subscriber:
-    """Check every field, store the subscription and schedule its first digest; nothing is stored on error."""
-    channel, destination = _channel(settings, email, slack_webhook_url, slack_channel)
-    prefs = {
-        name: _clean_preference(name, value, settings.default_digest_size)
-        for name, value in {
-            "keywords": keywords,
-            "excluded_keywords": excluded_keywords,
-            "send_time": send_time,
-            "timezone": timezone,
-            "digest_size": digest_size,
-            "weekdays": weekdays,
-            "cadence": cadence,
-            "status": status,
-        }.items()
-    }
-    _refuse_duplicate(session, channel, destination)
-    subscriber = Subscriber(channel=channel, failure_count=0, created_at=utcnow(), **destination, **prefs)
-    subscriber.next_send_at = _next_send(subscriber)
-    session.add(subscriber)
-    session.flush()
-    return subscriber
+    destinations: dict[str, str | None] | None,
+    values: dict[str, Any],
+    default_size: int | None = None,
+) -> dict[str, str]:
+    """Every problem with these fields (the destination's too, unless None), storing nothing; {} if none."""
+    checks = _checks(settings, destinations, values, default_size or settings.default_digest_size)
+    try:
+        clean_all(checks)
+    except InvalidSubscription as exc:
+        return exc.errors
+    return {}
 
 
-def _channel(
+def _checks(
+    settings: Settings, destinations: dict[str, str | None] | None, values: dict[str, Any], default_size: int
+) -> dict[str, Callable[[], Any]]:
+    checks: dict[str, Callable[[], Any]] = {}
+    if destinations is not None:
+        given = [destinations.get(name) for name in DESTINATION_FIELDS]
+        checks["channel"] = lambda: clean_channel(settings, *given)
+    for name, value in values.items():
+        checks[name] = lambda name=name, value=value: clean_preference(name, value, default_size)
+    return checks
+
+
+def clean_channel(
     settings: Settings, email: str | None, webhook: str | None, channel: str | None
 ) -> tuple[Channel, dict[str, str]]:
     given = [
@@ -273,112 +300,3 @@ def _channel(
     if webhook:
         return Channel.SLACK_WEBHOOK, {"slack_webhook_url": clean_webhook_url(webhook, settings)}
     return Channel.SLACK_BOT, {"slack_channel": clean_slack_channel(channel or "")}
-
-
-def _refuse_duplicate(session: Session, channel: Channel, destination: dict[str, str]) -> None:
-    ((column_name, value),) = destination.items()
-    column = getattr(Subscriber, column_name)
-    match = func.lower(column) == value.lower() if column_name == "email" else column == value
-    clash = session.scalar(
-        select(Subscriber.id).where(
-            match, Subscriber.channel == channel, Subscriber.status.in_(LIVE_STATUSES)
-        )
-    )
-    if clash is not None:
-        raise InvalidSubscription(
-            column_name,
-            "this address already has a subscription (see your last digest's 'manage preferences' link)",
-        )
-
-
-def update_preferences(session: Session, subscriber: Subscriber, **fields: Any) -> Subscriber:
-    """Change preference fields (same checks as sign-up); all or nothing. Reschedules when timing changed."""
-    cleaned = {name: _clean_preference(name, value, subscriber.digest_size) for name, value in fields.items()}
-    for name, value in cleaned.items():
-        setattr(subscriber, name, value)
-    if cleaned.get("status") == SubscriberStatus.ACTIVE:
-        # Re-activating a disabled channel gives it a fresh run of allowed failures.
-        subscriber.failure_count, subscriber.last_error = 0, None
-    if SCHEDULE_FIELDS & cleaned.keys():
-        subscriber.next_send_at = _next_send(subscriber)
-    session.flush()
-    return subscriber
-
-
-def delete_subscriber(session: Session, subscriber: Subscriber) -> None:
-    """Erase the subscription and everything recorded about it (feedback, ledger, model)."""
-    sid = subscriber.id
-    for table in (DeliveryItem, Delivery, Feedback, SubscriberModel):
-        session.execute(delete(table).where(table.subscriber_id == sid))
-    session.delete(subscriber)
-    session.flush()
-
-
-def purge_unconfirmed(session: Session, max_age: dt.timedelta, *, now: dt.datetime | None = None) -> int:
-    """Erase web sign-ups never confirmed within ``max_age`` (their confirmation link has expired by then).
-
-    Double opt-in means an unconfirmed address is not ours to keep: someone may have typed another
-    person's address, so it is deleted rather than left pending for ever.
-    """
-    cutoff = (now or utcnow()) - max_age
-    stale = select(Subscriber).where(
-        Subscriber.status == SubscriberStatus.PENDING, Subscriber.created_at < cutoff
-    )
-    rows = list(session.scalars(stale))
-    for subscriber in rows:
-        delete_subscriber(session, subscriber)
-    return len(rows)
-
-
-def _next_send(subscriber: Subscriber) -> dt.datetime | None:
-    if subscriber.status != SubscriberStatus.ACTIVE:
-        return None
-    return next_send_time(subscriber, utcnow())
-
-
-def schedule_unscheduled(session: Session, *, now: dt.datetime | None = None) -> int:
-    """Give active subscribers without a next send time one (e.g. a row added by hand); return how many."""
-    now = now or utcnow()
-    query = select(Subscriber).where(
-        Subscriber.status == SubscriberStatus.ACTIVE,
-        Subscriber.next_send_at.is_(None),
-        Subscriber.claimed_until.is_(None),
-    )
-    count = 0
-    for subscriber in session.scalars(query):
-        if (subscriber.last_error or "").startswith("schedule:"):
-            continue  # parked by dispatch; a preferences change reschedules it
-        try:
-            subscriber.next_send_at = next_send_time(subscriber, now)
-            count += 1
-        except ValueError as exc:
-            subscriber.last_error = f"schedule: {exc}"
-    return count
-
-
-# --- queries ------------------------------------------------------------------------------------------
-
-
-def active_subscriber_ids(session: Session) -> list[int]:
-    query = select(Subscriber.id).where(Subscriber.status == SubscriberStatus.ACTIVE).order_by(Subscriber.id)
-    return list(session.scalars(query))
-
-
-def find_subscriber_ids(session: Session, reference: str | None) -> list[int]:
-    """``None``: every active subscriber. Else an id, an email address or a Slack channel id (any status)."""
-    if reference is None:
-        return active_subscriber_ids(session)
-    text = reference.strip()
-    if text.isdigit():
-        match = select(Subscriber.id).where(Subscriber.id == int(text))
-    else:
-        match = select(Subscriber.id).where(
-            (func.lower(Subscriber.email) == text.lower()) | (Subscriber.slack_channel == text)
-        )
-    return list(session.scalars(match.order_by(Subscriber.id)))
-
-
-def local_date(session: Session, subscriber_id: int, now: dt.datetime) -> dt.date:
-    """The subscriber's own calendar date at ``now`` (UTC date for an unknown subscriber)."""
-    subscriber = session.get(Subscriber, subscriber_id)
-    return digest_date_for(subscriber, now) if subscriber is not None else now.date()

@@ -1,0 +1,1 @@
+"""The Alembic history, shipped inside the package as ``digest.migrations`` (see pyproject.toml)."""
