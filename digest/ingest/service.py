@@ -35,13 +35,16 @@ from tqdm import tqdm
 
 from digest.db import Database
 from digest.ingest.decode import decode
-from digest.ingest.dedupe import Merger, known_papers
+from digest.ingest.dedupe import KnownPaper, Merger, known_papers
 from digest.ingest.entries import ParsedDigest, ParseError
 from digest.ingest.hf_json import parse_json
 from digest.ingest.normalise import storable
 from digest.ingest.report import FileResult, IngestReport
 from digest.ingest.text import parse_text
 from digest.models import Appearance, DigestFile, FileStatus, Paper, utcnow
+from digest.rank.corpus import paper_text
+from digest.rank.library import NewPaper, index_papers, revise_papers
+from digest.rank.store import StatisticsChanged
 
 log = logging.getLogger(__name__)
 
@@ -215,13 +218,20 @@ def _reject(db: Database, record: _Record, reason: str) -> FileResult:
 
 
 def _store_with_retry(db: Database, record: _Record, parsed: ParsedDigest) -> FileResult:
-    # A concurrent ingest (scheduler and CLI) may insert the same paper or file first: the unique
-    # constraints catch it, and one retry sees their rows.
-    try:
-        return _store(db, record, parsed)
-    except IntegrityError:
-        log.info("retrying %s after a concurrent insert", record.shown)
-        return _already_seen(db, record) or _store(db, record, parsed)
+    # A concurrent ingest (scheduler and CLI) may insert the same paper or file first, or count papers
+    # in the corpus statistics first: the unique constraints and the statistics' stamp catch it, and a
+    # retry sees their rows.
+    for attempt in range(3):
+        try:
+            return _store(db, record, parsed)
+        except (IntegrityError, StatisticsChanged):
+            if attempt == 2:
+                raise
+            log.info("retrying %s after a concurrent write", record.shown)
+            seen = _already_seen(db, record)
+            if seen is not None:
+                return seen
+    raise AssertionError("unreachable")
 
 
 def _store(db: Database, record: _Record, parsed: ParsedDigest) -> FileResult:
@@ -233,10 +243,29 @@ def _store(db: Database, record: _Record, parsed: ParsedDigest) -> FileResult:
         merger = Merger(parsed.entries, parsed.digest_date)
         merger.run(known_papers(session, parsed.entries))
         _write(session, merger, digest_file.id)
+        _index(session, merger, db.settings.recency_days)
         digest_file.papers_total = len(parsed.entries)
         digest_file.papers_new, digest_file.papers_duplicate = merger.new, merger.duplicate
     counts = (len(parsed.entries), merger.new, merger.duplicate, merger.enriched)
     return FileResult(record.shown, FileStatus.INGESTED, None, parsed.format, parsed.digest_date, *counts)
+
+
+def _index(session: Session, merger: Merger, window_days: float) -> None:
+    """Count the new papers in the corpus statistics, and the papers whose text a listing completed."""
+    new = [paper for paper in merger.listed if paper.added]
+    grown = [
+        paper for paper in merger.listed if not paper.added and {"title", "abstract"} & paper.changes.keys()
+    ]
+    index_papers(session, [_new_paper(paper) for paper in new], window_days)
+    revise_papers(session, [_new_paper(paper) for paper in grown])
+
+
+def _new_paper(paper: KnownPaper) -> NewPaper:
+    values = paper.values
+    assert paper.id is not None
+    return NewPaper(
+        paper.id, paper_text(values["title"], values["abstract"]), values.get("first_seen_at") or utcnow()
+    )
 
 
 def _write(session: Session, merger: Merger, digest_file_id: int) -> None:
@@ -246,7 +275,7 @@ def _write(session: Session, merger: Merger, digest_file_id: int) -> None:
         statement = insert(Paper).returning(Paper.id, sort_by_parameter_order=True)
         ids = session.scalars(statement, [paper.values for paper in added]).all()
         for paper, paper_id in zip(added, ids, strict=True):
-            paper.id = paper_id
+            paper.id, paper.added = paper_id, True
     for paper in merger.listed:
         if paper.changes and paper not in added:
             session.execute(update(Paper).where(Paper.id == paper.id).values(paper.changes))

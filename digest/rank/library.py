@@ -218,6 +218,34 @@ def index_papers(session: Session, papers: Sequence[NewPaper], window_days: floa
     view.library.adopt(statistics, (statistics.version, stamp))
 
 
+def revise_papers(session: Session, papers: Sequence[NewPaper]) -> None:
+    """Papers whose text grew (an abstract arrived with a later listing): their counts replaced, the
+    document frequencies and the corpus-mean sum moved from the old text to the new one."""
+    if not papers:
+        return
+    view = library_for(session)
+    old = view._counts([p.id for p in papers], keep=False)
+    papers = [p for p in papers if p.id in old]
+    if not papers:
+        return
+    statistics = view.statistics.copy()
+    before = sp.vstack([old[p.id][0] for p in papers], format="csr")
+    after = term_counts([p.text for p in papers])
+    statistics.terms.replace(before, after)
+    statistics.version += 1
+    statistics.mean_sum -= np.bincount(
+        (weighed := statistics.terms.weigh(before)).indices, weighed.data, minlength=N_FEATURES
+    )
+    statistics.add_rows(statistics.terms.weigh(after))
+    for paper, row in zip(papers, after, strict=True):
+        stored = session.get(PaperTerms, paper.id)
+        if stored is not None:
+            stored.counts = store.encode_counts(row)
+        view.library.counts.pop(paper.id, None)
+    stamp = store.save_statistics(session, statistics, view.library.stamp)
+    view.library.adopt(statistics, (statistics.version, stamp))
+
+
 def _borrowing(
     view: LibraryView,
     statistics: CorpusStatistics,

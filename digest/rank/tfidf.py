@@ -125,6 +125,12 @@ class TermStatistics:
         self.df += np.bincount(counts.indices, minlength=N_FEATURES).astype(np.int32)
         self._idf = None
 
+    def replace(self, before: sp.csr_matrix, after: sp.csr_matrix) -> None:
+        """The same papers counted with new texts (``after``) instead of their old ones (``before``)."""
+        self.df -= np.bincount(before.indices, minlength=N_FEATURES).astype(np.int32)
+        self.df += np.bincount(after.indices, minlength=N_FEATURES).astype(np.int32)
+        self._idf = None
+
     @property
     def idf(self) -> np.ndarray:
         """BM25 IDF, log(1 + (n − df + .5) / (df + .5)), per column; 0 below ``MIN_DF``."""
