@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("bench_ingest", "bench_rank", "bench_send", "bench_feedback", "bench_dispatch")
+BENCHMARKS = ("bench_ingest", "bench_rank", "bench_send", "bench_feedback", "bench_dispatch", "bench_write_lock")
 
 
 def main(argv: list[str]) -> int:

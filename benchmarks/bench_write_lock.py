@@ -63,6 +63,8 @@ with db.session() as session:
 print(links_for(settings).feedback(sid, paper, "up").split("/feedback/", 1)[1])
 """
 
+WHICH = "import digest; print(digest.__file__)"
+
 SERVE = """
 import sys, uvicorn
 from digest.config import load_settings
@@ -128,16 +130,18 @@ def vote_while(client: httpx.Client, token: str, running: subprocess.Popen[Any],
 def run_tree(tree: Path, big: Path, every: float) -> dict[str, Any]:
     data_dir = Path(tempfile.mkdtemp(prefix="bench-write-lock-"))
     env = _env(tree, data_dir)
-    token = subprocess.check_output([sys.executable, "-c", SEED, str(data_dir), SECRET], env=env, text=True)
+    # cwd=tree: `python -c` and `-m` put the working directory first on sys.path, before PYTHONPATH.
+    run = {"env": env, "cwd": tree}
+    token = subprocess.check_output([sys.executable, "-c", SEED, str(data_dir), SECRET], text=True, **run)
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-c", SERVE, str(data_dir), SECRET, str(port)], env=env)
+    server = subprocess.Popen([sys.executable, "-c", SERVE, str(data_dir), SECRET, str(port)], **run)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=VOTE_TIMEOUT)
     try:
         _wait_up(client)
         probe = LockProbe(data_dir / "digest.sqlite3")
         probe.start()
         started = time.perf_counter()
-        ingest = subprocess.Popen([sys.executable, "-m", "digest", "ingest", str(big)], env=env)
+        ingest = subprocess.Popen([sys.executable, "-m", "digest", "ingest", str(big)], **run)
         votes = vote_while(client, token.strip(), ingest, every)
         seconds = time.perf_counter() - started
         probe.stop.set()
@@ -148,6 +152,7 @@ def run_tree(tree: Path, big: Path, every: float) -> dict[str, Any]:
     latencies = sorted(latency for latency, _ in votes)
     return {
         "tree": str(tree),
+        "code": subprocess.check_output([sys.executable, "-c", WHICH], text=True, **run).strip(),
         "ingest_exit": ingest.returncode,
         "ingest_seconds": round(seconds, 1),
         "longest_write_lock_seconds": round(probe.longest, 2),

@@ -298,6 +298,9 @@ class SlackServer:
             self.requests.append(request)
             if path.endswith("/conversations.history"):
                 return self._history(request["json"])
+            if path.endswith("/conversations.open"):
+                users = str((request["json"] or {}).get("users", ""))
+                return Reply(200, {"ok": True, "channel": {"id": _conversation(users)}})
             reply = self.replies.pop(0) if self.replies else self.default
             self._store(path, request["json"], reply)
             return reply
@@ -305,7 +308,8 @@ class SlackServer:
     @property
     def posts(self) -> list[dict[str, Any]]:
         """The bodies of every chat.postMessage and webhook request (answered or not)."""
-        return [r["json"] for r in self.requests if not r["path"].endswith("/conversations.history")]
+        reads = ("/conversations.history", "/conversations.open")
+        return [r["json"] for r in self.requests if not r["path"].endswith(reads)]
 
     def _store(self, path: str, body: Any, reply: Reply) -> None:
         accepted = reply.status == 200 and (
@@ -315,7 +319,7 @@ class SlackServer:
             return
         self._clock = max(self._clock + 1, int(time.time() * 1e6))
         ts = reply.body.get("ts") if isinstance(reply.body, dict) and reply.fault is None else None
-        channel = str(body.get("channel") or path)
+        channel = _conversation(str(body.get("channel") or path))
         metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else None
         self.posted.append(
             Posted(channel, ts or f"{self._clock / 1e6:.6f}", str(body.get("text", "")), metadata)
@@ -333,6 +337,11 @@ class SlackServer:
             if post.channel == query.get("channel")
         ]
         return Reply(200, {"ok": True, "messages": messages, "has_more": False})
+
+
+def _conversation(channel: str) -> str:
+    """Posting to a member id (U…/W…) lands in the bot's direct-message conversation with them (D…)."""
+    return "D" + channel[1:] if channel.startswith(("U", "W")) else channel
 
 
 def _json(raw: str) -> Any:

@@ -133,3 +133,10 @@ def test_start_up_freezes_long_lived_objects_out_of_the_garbage_collectors_full_
     gc.unfreeze()
     with TestClient(create_app(settings, db)):
         assert gc.get_freeze_count() > 10_000  # modules, classes, metadata: a full pass skips them
+
+
+def test_the_trailing_slash_redirect_goes_to_the_base_url_whatever_the_host_header(settings, db) -> None:
+    client = client_for(settings, db)
+    answer = client.get("/subscribe/?a=1", headers={"Host": "evil.example"})
+    assert answer.status_code == 307 and answer.headers["location"] == "http://digest.test/subscribe?a=1"
+    assert client.get("/nothing-here/", headers={"Host": "evil.example"}).status_code == 404
