@@ -9,7 +9,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ("bench_ingest", "bench_rank", "bench_send", "bench_feedback", "bench_dispatch", "bench_write_lock")
+BENCHMARKS = (
+    "bench_ingest",
+    "bench_rank",
+    "bench_send",
+    "bench_feedback",
+    "bench_dispatch",
+    "bench_write_lock",
+)
 
 
 def main(argv: list[str]) -> int:

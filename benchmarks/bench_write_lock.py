@@ -83,7 +83,12 @@ def _free_port() -> int:
 
 
 def _env(tree: Path, data_dir: Path) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(tree), "DIGEST_DATA_DIR": str(data_dir), "DIGEST_SECRET_KEY": SECRET}
+    return {
+        **os.environ,
+        "PYTHONPATH": str(tree),
+        "DIGEST_DATA_DIR": str(data_dir),
+        "DIGEST_SECRET_KEY": SECRET,
+    }
 
 
 class LockProbe(threading.Thread):
@@ -188,7 +193,9 @@ def main(argv: list[str]) -> int:
         print(json.dumps(row))
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "bench_write_lock.json").write_text(json.dumps(rows, indent=2) + "\n")
-    ok = all(r["ingest_exit"] == 0 and r["votes_over_1s"] == 0 and r["votes_2xx"] == r["votes"] for r in rows[:1])
+    ok = all(
+        r["ingest_exit"] == 0 and r["votes_over_1s"] == 0 and r["votes_2xx"] == r["votes"] for r in rows[:1]
+    )
     return 0 if ok else 1
 
 
