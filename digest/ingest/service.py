@@ -35,13 +35,12 @@ from sqlalchemy.exc import IntegrityError
 from tqdm import tqdm
 
 from digest.db import Database
-from digest.ingest import store
 from digest.ingest.decode import decode
 from digest.ingest.entries import ParsedDigest, ParseError
 from digest.ingest.hf_json import parse_json
 from digest.ingest.normalise import storable
 from digest.ingest.report import FileResult, IngestReport
-from digest.ingest.store import ChunkHook
+from digest.ingest.store import ChunkHook, abandoned, begin, write
 from digest.ingest.text import parse_text
 from digest.models import DigestFile, FileStatus, utcnow
 
@@ -210,7 +209,7 @@ def _already_seen(db: Database, record: _Record) -> FileResult | None:
         if earlier is None:
             return None
         if earlier.status == FileStatus.INGESTING:
-            if store.abandoned(earlier, utcnow()):
+            if abandoned(earlier, utcnow()):
                 return None
             reason = f"being ingested now by {earlier.claimed_by}"
             return FileResult(
@@ -257,11 +256,11 @@ def _store_with_retry(
 def _store(db: Database, record: _Record, parsed: ParsedDigest, on_chunk: ChunkHook | None) -> FileResult:
     row = record.digest_file(status=FileStatus.INGESTING, format=parsed.format)
     row.digest_date = parsed.digest_date
-    progress = store.begin(db, row, utcnow())
+    progress = begin(db, row, utcnow())
     if progress is None:  # recorded meanwhile, or another live process is writing it
         return _already_seen(db, record) or FileResult(
             record.shown, FileStatus.ALREADY_SEEN, "recorded meanwhile"
         )
-    store.write(db, parsed, progress, on_chunk)
+    write(db, parsed, progress, on_chunk)
     counts = (len(parsed.entries), progress.new, progress.duplicate, progress.enriched)
     return FileResult(record.shown, FileStatus.INGESTED, None, parsed.format, parsed.digest_date, *counts)
