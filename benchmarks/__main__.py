@@ -17,6 +17,7 @@ BENCHMARKS = (
     "bench_feedback",
     "bench_dispatch",
     "bench_import",
+    "bench_write_lock",
 )
 
 

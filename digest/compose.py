@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from digest.calendar import digest_date_for
 from digest.config import Settings
 from digest.db import Database
-from digest.deliver.base import Outgoing
+from digest.deliver.base import Outgoing, delivery_key
 from digest.deliver.mime import email_message, unsubscribe_headers
 from digest.models import Channel, Subscriber, utcnow
 from digest.rank import Pick, pick_digest
@@ -64,16 +64,17 @@ def _outgoing(
     now: dt.datetime,
 ) -> Outgoing:
     label = f"digest-{subscriber.id}-{context['digest_date']}"
+    key = delivery_key(subscriber.id, context["digest_date"])
     if subscriber.channel == Channel.EMAIL:
         headers = unsubscribe_headers(context["unsubscribe_url"])
         mail = email_message(settings, subscriber.email or "", content, headers, now=now)
-        return Outgoing(Channel.EMAIL, subscriber.email or "", email=mail, label=label)
+        return Outgoing(Channel.EMAIL, subscriber.email or "", email=mail, label=label, key=key)
     destination = (
         subscriber.slack_webhook_url
         if subscriber.channel == Channel.SLACK_WEBHOOK
         else subscriber.slack_channel
     )
-    return Outgoing(subscriber.channel, destination or "", slack=slack, label=label)
+    return Outgoing(subscriber.channel, destination or "", slack=slack, label=label, key=key)
 
 
 def preview_digest(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -29,6 +30,7 @@ MIGRATIONS_DIR = Path(str(resources.files("digest.migrations")))
 POOL_SIZE = 10
 POOL_OVERFLOW = 50
 BUSY_TIMEOUT_MS = 30_000
+LOCK_POLL_SECONDS = 0.002
 
 
 def shown_url(url: str) -> str:
@@ -100,19 +102,29 @@ class WriterBusy(Exception):
 
 
 def _begin_immediate(session: Session, wait: bool) -> None:
+    """Take SQLite's write lock, polling every few milliseconds instead of through SQLite's busy handler.
+
+    The busy handler sleeps up to 100 ms between tries, so a writer that commits in short chunks (a big
+    ingest) and starts again at once could keep a waiting vote out for seconds; a few-millisecond poll
+    takes the lock in the gap between two chunks."""
     connection = session.connection()
-    if wait:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-        return
     driver = connection.connection.dbapi_connection
     assert driver is not None
     driver.execute("PRAGMA busy_timeout=0")
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
     try:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-    except OperationalError as exc:
-        if "locked" not in str(exc.orig) and "busy" not in str(exc.orig):
-            raise
-        raise WriterBusy from exc
+        while True:
+            try:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                return
+            except OperationalError as exc:
+                if "locked" not in str(exc.orig) and "busy" not in str(exc.orig):
+                    raise
+                if not wait:
+                    raise WriterBusy from exc
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(LOCK_POLL_SECONDS)
     finally:
         driver.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
@@ -163,8 +175,8 @@ class Database:
         SQLite has one writer at a time. Left to itself, each waiting connection polls the lock with
         sleeps of up to 100 ms (its busy handler), and the reads before the first write take no lock at
         all. Here the writers of this process queue on a lock instead, and the transaction takes
-        SQLite's write lock first (BEGIN IMMEDIATE), so what it reads is what it updates; other
-        processes (the CLI) and the scheduler's sessions are still waited for through busy_timeout.
+        SQLite's write lock first (BEGIN IMMEDIATE, polled every few ms: ``_begin_immediate``), so what it
+        reads is what it updates; writers of other processes (the CLI) are waited for by that poll.
         ``wait=False`` (SQLite only) raises :class:`WriterBusy` at once rather than wait for either lock:
         for a caller on an event loop, which then retries from a worker thread.
         PostgreSQL needs none of this: the session is a plain one, and the caller locks the rows it updates.

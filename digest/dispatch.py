@@ -45,10 +45,11 @@ from digest.compose import RenderedDigest, render_digest
 from digest.config import Settings
 from digest.db import Database
 from digest.deliver import ledger
-from digest.deliver.base import TransportError
+from digest.deliver.base import OutcomeUnknown, TransportError
 from digest.deliver.ledger import DeliveryOutcome
 from digest.deliver.transports import Transports
 from digest.models import Outcome, Subscriber, SubscriberStatus, utcnow
+from digest.owner import this_process
 from digest.subscribers import local_date
 
 log = logging.getLogger(__name__)
@@ -74,8 +75,9 @@ def send_digest(
 ) -> DeliveryOutcome:
     """Send ``subscriber_id``'s digest for ``digest_date`` at most once (``digest.deliver.ledger``).
 
-    A ``TransportError`` is caught here, and only here: the ledger records it; any other exception from
-    a transport means the outcome is unknown, so the claim stays and the exception goes on.
+    A ``TransportError`` (not sent) or ``OutcomeUnknown`` is caught here, and only here: the ledger records
+    it; any other exception from a transport is a bug with an unknown outcome, so the claim stays and the
+    exception goes on.
     """
     now = now or utcnow()
     own = transports is None
@@ -134,6 +136,8 @@ def _deliver(
             failed = ledger.record_failure(session, settings, outcome, exc, now)
             _reschedule_failed(session, failed, now)
         return failed
+    except OutcomeUnknown as exc:
+        return ledger.record_unknown(db, outcome, exc)
     except Exception as exc:
         ledger.note_unknown(db, outcome, exc)
         raise
@@ -356,7 +360,7 @@ class Dispatcher:
                 Subscriber.status == SubscriberStatus.ACTIVE,
                 _unclaimed(now),  # …and nobody holds a live lease on it
             )
-            .values(claimed_until=until)
+            .values(claimed_until=until, claimed_by=this_process())
             .execution_options(synchronize_session=False)
         )
         with self.db.session() as session:
@@ -402,6 +406,7 @@ class Dispatcher:
                     else_=Subscriber.next_send_at,
                 ),
                 claimed_until=None,
+                claimed_by=None,
             )
             .execution_options(synchronize_session=False)
         )

@@ -71,7 +71,8 @@ class DeliveryStatus(StrEnum):
 
     SENDING = "sending"  # claimed; the transport call is in progress (or its outcome is unknown)
     SENT = "sent"
-    FAILED = "failed"
+    FAILED = "failed"  # certainly not delivered; retried later (up to the ledger's MAX_ATTEMPTS)
+    REFUSED = "refused"  # certainly not delivered, refused for good (5xx, channel gone): not retried
     SKIPPED_EMPTY = "skipped_empty"
 
 
@@ -81,11 +82,13 @@ class Outcome(StrEnum):
     SENT = "sent"
     SKIPPED_EMPTY = "skipped_empty"
     FAILED = "failed"
+    UNKNOWN = "unknown"  # handed over, reply lost: the claim stays, listed by `digest deliveries stuck`
     ALREADY_SENT = "already_sent"
     DRY_RUN = "dry_run"
 
 
 class FileStatus(StrEnum):
+    INGESTING = "ingesting"  # written in chunks, not finished: offering the file again finishes it
     INGESTED = "ingested"
     REJECTED = "rejected"
     ALREADY_SEEN = "already_seen"  # reported for a file offered again; never stored
@@ -155,6 +158,7 @@ class DigestFile(Base):
     papers_new: Mapped[int] = mapped_column(Integer, default=0)
     papers_duplicate: Mapped[int] = mapped_column(Integer, default=0)
     ingested_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(String(255))  # the process ingesting it (digest.owner)
 
     appearances: Mapped[list[Appearance]] = relationship(back_populates="digest_file")
 
@@ -202,6 +206,7 @@ class Subscriber(Base):
     confirmed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     next_send_at: Mapped[dt.datetime | None] = mapped_column(DateTime, index=True)
     claimed_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(255))  # the lease holder (digest.owner)
     failure_count: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
 
@@ -307,6 +312,7 @@ class Delivery(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(255))  # the process that claimed it (digest.owner)
 
     items: Mapped[list[DeliveryItem]] = relationship(
         back_populates="delivery", cascade="all, delete-orphan", order_by="DeliveryItem.position"
@@ -328,3 +334,19 @@ class DeliveryItem(Base):
     why: Mapped[str] = mapped_column(Text, default="")
 
     delivery: Mapped[Delivery] = relationship(back_populates="items")
+
+
+class SlackClick(Base):
+    """A Slack button click already recorded, so a replayed request (same click) is recorded once.
+
+    Slack signs each request with a timestamp and refuses nothing itself: a captured request stays valid
+    for the 5-minute window. Rows older than that window are deleted as new clicks arrive."""
+
+    __tablename__ = "slack_clicks"
+    __table_args__ = (UniqueConstraint("action_ts", "user_id", "message_ts"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action_ts: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(64))
+    message_ts: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)

@@ -19,6 +19,8 @@ FEEDBACK_ACTIONS: frozenset[str] = frozenset({"up", "down"})
 # least 30 days; a subscriber digging out a months-old mail expects it too). The token can do nothing else.
 NON_EXPIRING: frozenset[str] = frozenset({"unsubscribe"})
 SALT = "digest.link.v1"
+# Ids are database integers: SQLite's and PostgreSQL's bigint end here (a larger one cannot be bound).
+MAX_ID = 2**63 - 1
 
 
 class BadToken(Exception):
@@ -75,12 +77,17 @@ def _parse(payload: object) -> Token:
         raise BadToken("the link is not valid")
     action, subscriber_id, *rest = payload
     paper_id = rest[0] if rest else None
-    ids_ok = isinstance(subscriber_id, int) and (paper_id is None or isinstance(paper_id, int))
-    if action not in ACTIONS or not ids_ok:
+    ids_ok = _is_id(subscriber_id) and (paper_id is None or _is_id(paper_id))
+    if not isinstance(action, str) or action not in ACTIONS or not ids_ok:
         raise BadToken("the link is not valid")
     if (action in FEEDBACK_ACTIONS) != (paper_id is not None):
         raise BadToken("the link is not valid")
     return Token(action=action, subscriber_id=subscriber_id, paper_id=paper_id)
+
+
+def _is_id(value: object) -> bool:
+    # ``type() is int``, not isinstance: JSON ``true`` loads as True, an int that equals 1.
+    return type(value) is int and 1 <= value <= MAX_ID
 
 
 class Links:

@@ -12,8 +12,10 @@ import json
 import shutil
 import socket
 import ssl
+import struct
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email import message_from_bytes, policy
@@ -21,6 +23,7 @@ from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -206,22 +209,48 @@ def tls_certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
 
 # --- Slack ------------------------------------------------------------------------------------------------
 
+# Faults a scripted reply can carry: the request is recorded (and a post stored) first, then the reply is
+STALL = "stall"  # held back past the client's timeout
+RESET = "reset"  # replaced by a TCP reset
+DROP = "drop"  # replaced by closing the connection
+
 
 @dataclasses.dataclass
 class Reply:
     status: int = 200
     body: Any = dataclasses.field(default_factory=lambda: {"ok": True, "ts": "1719730000.000100"})
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    fault: str | None = None  # STALL, RESET or DROP: the reply is lost…
+    takes_effect: bool = True  # …after the post was stored (False: the request itself was lost)
+
+
+@dataclasses.dataclass
+class Posted:
+    """A message the server accepted, as ``conversations.history`` lists it."""
+
+    channel: str
+    ts: str
+    text: str
+    metadata: dict[str, Any] | None
 
 
 class SlackServer:
-    """Answers POSTs from a queue of scripted replies (then ``default``), recording every request."""
+    """Answers like Slack's Web API and incoming webhooks: records every request, stores what was posted.
 
-    def __init__(self) -> None:
+    Replies come from the queue ``replies`` (then ``default``). A post whose reply is ``ok`` is stored in
+    its channel even when the reply then stalls, resets or is dropped, as Slack would have it; a
+    ``conversations.history`` call lists the stored posts, newest first, with their metadata when asked.
+    """
+
+    def __init__(self, stall_seconds: float = 3.0) -> None:
         self.requests: list[dict[str, Any]] = []
         self.replies: list[Reply] = []
         self.default = Reply()
+        self.history_replies: list[Reply] = []  # scripted conversations.history answers, before the real one
+        self.posted: list[Posted] = []
+        self.stall_seconds = stall_seconds
         self._lock = threading.Lock()
+        self._clock = 0
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -229,14 +258,29 @@ class SlackServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length).decode()
                 reply = server.record(self.path, dict(self.headers), raw)
+                if reply.fault == STALL:
+                    time.sleep(server.stall_seconds)
+                elif reply.fault in (RESET, DROP):
+                    if reply.fault == RESET:  # SO_LINGER 0: close() sends RST instead of FIN
+                        self.connection.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                        )
+                    self.connection.close()
+                    self.close_connection = True
+                    return
                 body = reply.body if isinstance(reply.body, str) else json.dumps(reply.body)
-                self.send_response(reply.status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body.encode())))
-                self.end_headers()
-                self.wfile.write(body.encode())
+                try:
+                    self.send_response(reply.status)
+                    self.send_header("Content-Type", "application/json; charset=utf-8")
+                    for name, value in reply.headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(body.encode())))
+                    self.end_headers()
+                    self.wfile.write(body.encode())
+                except OSError:  # the client gave up waiting (a stalled reply)
+                    self.close_connection = True
+
+            do_GET = do_POST  # noqa: N815 (slack-sdk posts every method, but GET works as well)
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -250,20 +294,73 @@ class SlackServer:
 
     def record(self, path: str, headers: dict[str, str], raw: str) -> Reply:
         with self._lock:
-            self.requests.append({"path": path, "headers": headers, "json": _json(raw)})
-            return self.replies.pop(0) if self.replies else self.default
+            request = {"path": path, "headers": headers, "json": _json(raw)}
+            self.requests.append(request)
+            if path.endswith("/conversations.history"):
+                return self._history(request["json"])
+            if path.endswith("/conversations.open"):
+                users = str((request["json"] or {}).get("users", ""))
+                return Reply(200, {"ok": True, "channel": {"id": _conversation(users)}})
+            reply = self.replies.pop(0) if self.replies else self.default
+            self._store(path, request["json"], reply)
+            return reply
+
+    @property
+    def posts(self) -> list[dict[str, Any]]:
+        """The bodies of every chat.postMessage and webhook request (answered or not)."""
+        reads = ("/conversations.history", "/conversations.open")
+        return [r["json"] for r in self.requests if not r["path"].endswith(reads)]
+
+    def _store(self, path: str, body: Any, reply: Reply) -> None:
+        accepted = reply.status == 200 and (
+            reply.body == "ok" or (isinstance(reply.body, dict) and reply.body.get("ok"))
+        )
+        if not accepted or not reply.takes_effect or not isinstance(body, dict):
+            return
+        self._clock = max(self._clock + 1, int(time.time() * 1e6))
+        ts = reply.body.get("ts") if isinstance(reply.body, dict) and reply.fault is None else None
+        channel = _conversation(str(body.get("channel") or path))
+        metadata = body.get("metadata") if isinstance(body.get("metadata"), dict) else None
+        self.posted.append(
+            Posted(channel, ts or f"{self._clock / 1e6:.6f}", str(body.get("text", "")), metadata)
+        )
+
+    def _history(self, query: Any) -> Reply:
+        if self.history_replies:
+            return self.history_replies.pop(0)
+        query = query if isinstance(query, dict) else {}
+        with_metadata = str(query.get("include_all_metadata", "")).lower() in ("1", "true")
+        messages = [
+            {"type": "message", "ts": post.ts, "text": post.text}
+            | ({"metadata": post.metadata} if with_metadata and post.metadata else {})
+            for post in reversed(self.posted)
+            if post.channel == query.get("channel")
+        ]
+        return Reply(200, {"ok": True, "messages": messages, "has_more": False})
+
+
+def _conversation(channel: str) -> str:
+    """Posting to a member id (U…/W…) lands in the bot's direct-message conversation with them (D…)."""
+    return "D" + channel[1:] if channel.startswith(("U", "W")) else channel
 
 
 def _json(raw: str) -> Any:
     try:
         return json.loads(raw)
     except ValueError:
-        return {"raw": raw}
+        form = parse_qs(raw)
+        return {key: values[-1] for key, values in form.items()} if form else {"raw": raw}
 
 
 @pytest.fixture
 def slack_server() -> Iterator[SlackServer]:
-    server = SlackServer()
+    with running_slack_server() as server:
+        yield server
+
+
+@contextmanager
+def running_slack_server(stall_seconds: float = 3.0) -> Iterator[SlackServer]:
+    server = SlackServer(stall_seconds)
     server.thread.start()
     try:
         yield server

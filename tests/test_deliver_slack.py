@@ -114,3 +114,73 @@ def test_webhook_gone_is_permanent(db, data_dir, slack_server):
         and outcome.reason.startswith("permanent:")
         and "no_service" in outcome.reason
     )
+
+
+def test_bot_posts_carry_the_delivery_key_in_their_metadata(db, data_dir, slack_server):
+    settings = bot_settings(data_dir, slack_server)
+    sid = channel_subscriber(db, settings)
+    send_digest(db, settings, sid, DAY, now=NOW)
+    (request,) = slack_server.requests
+    metadata = request["json"]["metadata"]
+    assert metadata == {"event_type": "digest_delivery", "event_payload": {"key": f"digest:{sid}:{DAY}"}}
+
+
+def test_no_sdk_retry_handler_may_repeat_a_post(data_dir, slack_server):
+    from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler
+
+    from digest.deliver.slack import SlackBotTransport
+
+    transport = SlackBotTransport(bot_settings(data_dir, slack_server))
+    assert not any(isinstance(h, ConnectionErrorRetryHandler) for h in transport.client.retry_handlers)
+    assert any(isinstance(h, ConnectionErrorRetryHandler) for h in transport.reader.retry_handlers)  # reads
+
+
+def settle(data_dir, server):  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from digest.cli import main
+
+    env = {
+        "DIGEST_DATA_DIR": str(data_dir),
+        "DIGEST_SECRET_KEY": TEST_SECRET,
+        "DIGEST_SLACK_BOT_TOKEN": "xoxb-test-token",
+        "DIGEST_SLACK_API_URL": f"{server.url}/api/",
+    }
+    return CliRunner().invoke(main, ["deliveries", "settle"], env=env)
+
+
+def stuck_slack_claim(db, settings, server, *, posted: bool) -> int:  # type: ignore[no-untyped-def]
+    """The claim a process killed mid-send leaves: `sending`, whether or not Slack has the message."""
+    from digest.models import utcnow
+
+    with db.session() as session:
+        add_papers(session, seen=utcnow())  # `settle` sends the day again with the real clock
+        sid = create_subscriber(session, settings, slack_channel="C0123ABCD", keywords="diffusion").id
+    if not posted:
+        server.replies = [Reply(200, {"ok": False, "error": "internal_error"})]
+    send_digest(db, settings, sid, DAY, now=utcnow())
+    with db.session() as session:
+        row = session.scalars(select(Delivery)).one()
+        row.status, row.reason, row.message_id = "sending", "outcome unknown: killed", None
+    return sid
+
+
+def test_settle_marks_a_stuck_claim_sent_when_its_message_is_in_the_channel(db, data_dir, slack_server):
+    settings = bot_settings(data_dir, slack_server)
+    sid = stuck_slack_claim(db, settings, slack_server, posted=True)
+    result = settle(data_dir, slack_server)
+    assert result.exit_code == 0 and f"subscriber {sid} {DAY}: sent" in result.output
+    with db.session() as session:
+        row = session.scalars(select(Delivery)).one()
+        assert (row.status, row.message_id) == ("sent", slack_server.posted[0].ts)
+    assert len(slack_server.posted) == 1
+
+
+def test_settle_posts_a_stuck_claim_once_when_its_message_never_arrived(db, data_dir, slack_server):
+    settings = bot_settings(data_dir, slack_server)
+    sid = stuck_slack_claim(db, settings, slack_server, posted=False)
+    assert slack_server.posted == []
+    first, second = settle(data_dir, slack_server), settle(data_dir, slack_server)
+    assert f"subscriber {sid} {DAY}: sent" in first.output
+    assert second.output == ""  # nothing left to settle
+    assert len(slack_server.posted) == 1

@@ -125,3 +125,17 @@ def test_a_bad_file_is_recorded_as_rejected_and_does_not_stop_the_good_one(db, i
 
 def test_missing_inbox_folder_is_not_an_error(db, tmp_path):
     assert InboxWatcher(db, tmp_path / "nowhere", settle_seconds=30).poll() == []
+
+
+def test_a_symlink_loop_in_the_inbox_is_skipped_and_the_other_files_are_ingested(db, tmp_path, caplog):
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for prefix in ("1", "2", "3"):
+        (inbox / f"2025-01-0{prefix}.json").write_bytes(hf_json(prefix))
+    os.symlink(inbox / "loop-b.json", inbox / "loop-a.json")
+    os.symlink(inbox / "loop-a.json", inbox / "loop-b.json")
+    watcher = InboxWatcher(db, inbox, settle_seconds=0)
+    assert len(watcher.poll()) == 3
+    assert count(db, DigestFile) == 3 and count(db, Paper) == 9
+    watcher.poll()
+    assert sum("skipping loop-a.json" in r.message for r in caplog.records) == 1  # said once, not every poll

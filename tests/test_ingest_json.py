@@ -153,3 +153,17 @@ def test_invalid_json_is_rejected_naming_line_and_column():
 def test_deeply_nested_json_is_rejected_not_crashed():
     with pytest.raises(ParseError):
         parse_json("[" * 100_000 + "]" * 100_000)
+
+
+@pytest.mark.parametrize(
+    "published", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "0001-01-01T00:30:00+00:31"]
+)
+def test_a_published_time_outside_the_datetime_range_in_utc_rejects_naming_the_entry(published):
+    with pytest.raises(ParseError, match=r"entry 1 .*publishedAt .* out of range in UTC"):
+        parse([{"paper": {"id": "2405.15738", "title": "Edge of time", "publishedAt": published}}])
+
+
+def test_an_integer_of_over_4300_digits_rejects_the_file_with_a_reason():
+    text = '[{"paper": {"title": "Big", "upvotes": ' + "7" * 4301 + "}}]"
+    with pytest.raises(ParseError, match="invalid JSON: Exceeds the limit"):
+        parse_json(text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -123,3 +124,20 @@ def test_arbitrary_json_never_crashes_and_never_overwrites_stored_papers(stored,
 def test_arbitrary_python_repr_lists_never_crash_and_never_overwrite_stored_papers(stored, entries):
     db, before = stored
     check(db, before, "archived.json", json.dumps(entries).encode())
+
+
+# Times at the ends of datetime's range with any UTC offset, and integers up to past Python's 4,300-digit
+# limit for int(): each once escaped the parser as an "internal error".
+EDGE_TIMES = st.builds(
+    lambda moment, minutes: moment.replace(tzinfo=dt.timezone(dt.timedelta(minutes=minutes))).isoformat(),
+    st.datetimes(min_value=dt.datetime(1, 1, 1), max_value=dt.datetime(9999, 12, 31, 23, 59, 59)),
+    st.integers(min_value=-1439, max_value=1439),
+)
+
+
+@SETTINGS
+@given(published=EDGE_TIMES | st.text(max_size=40), digits=st.integers(min_value=1, max_value=6000))
+def test_times_at_the_edges_and_huge_integers_never_crash(stored, published, digits):
+    db, before = stored
+    paper = f'"title": "Edge case", "publishedAt": {json.dumps(published)}, "upvotes": {"9" * digits}'
+    check(db, before, "edge.json", f'[{{"paper": {{{paper}}}}}]'.encode())

@@ -126,7 +126,8 @@ def test_serve_on_embedded_defaults_answers_health_ingests_the_inbox_and_stops_o
     partial = inbox / "2025-01-02.json.part"  # the write-then-rename convention
     partial.write_bytes(hf_json())
     partial.rename(inbox / "2025-01-02.json")
-    wait_for(lambda: ingested_files(data_dir), 30, "the inbox file to be ingested")
+    # The file is recorded as ingesting first, then written chunk by chunk: wait for the end of it.
+    wait_for(lambda: ("2025-01-02.json", "ingested") in ingested_files(data_dir), 30, "the inbox file")
     assert ingested_files(data_dir) == [("2025-01-02.json", "ingested")]
     code, out, err = service.terminate()
     assert code == 0, err

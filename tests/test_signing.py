@@ -58,3 +58,25 @@ def test_links_are_absolute_and_signed() -> None:
     assert url.startswith("https://digest.example.org/feedback/")
     token = url.rsplit("/", 1)[1]
     assert Signer(SECRET).loads(token, FEEDBACK_ACTIONS).action == "down"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        ["up", True, 42],
+        ["up", 7, False],
+        ["preferences", True],
+        ["up", 2**70, 42],
+        ["up", 7, 2**63],
+        ["up", 0, 1],
+    ]
+    + [["unsubscribe", -3], [["up"], 7, 42], [{"up": 1}, 7]],
+)
+def test_a_validly_signed_token_with_an_id_that_is_no_database_id_is_refused(payload) -> None:
+    from itsdangerous import URLSafeTimedSerializer
+
+    from digest.signing import ACTIONS, SALT
+
+    token = URLSafeTimedSerializer(SECRET, salt=SALT).dumps(payload)  # signed with the real key
+    with pytest.raises(BadToken, match="not valid"):
+        Signer(SECRET).loads(token, ACTIONS)

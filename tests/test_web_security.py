@@ -162,3 +162,10 @@ def test_with_the_database_gone_pages_say_so_with_a_503_and_log_one_line(setting
     assert answer.headers["retry-after"] == "60"
     (record,) = [r for r in caplog.records if r.name == "digest.web.app"]
     assert "/preferences/<token>" in record.getMessage() and record.exc_info is None
+
+
+def test_the_trailing_slash_redirect_goes_to_the_base_url_whatever_the_host_header(settings, db) -> None:
+    client = client_for(settings, db)
+    answer = client.get("/subscribe/?a=1", headers={"Host": "evil.example"})
+    assert answer.status_code == 307 and answer.headers["location"] == "http://digest.test/subscribe?a=1"
+    assert client.get("/nothing-here/", headers={"Host": "evil.example"}).status_code == 404

@@ -219,3 +219,66 @@ def test_signed_but_malformed_payload_is_400_and_other_types_are_ignored(slack_s
     other = urlencode({"payload": json.dumps({"type": "view_submission"})}).encode()
     assert client.post("/slack/actions", content=other, headers=signed(other)).status_code == 200
     assert votes(slack_db) == []
+
+
+def test_a_non_utf8_body_is_checked_before_it_is_decoded_401_unsigned_400_signed(slack_settings, slack_db):
+    client = client_for(slack_settings, slack_db)
+    body = b"payload=\xff\xfe{"
+    forged = {"X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=" + "0" * 64}
+    assert client.post("/slack/actions", content=body, headers=forged).status_code == 401
+    answer = client.post("/slack/actions", content=body, headers=signed(body))
+    assert answer.status_code == 400 and "not UTF-8" in answer.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "problem"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested deeper than 64"),
+        ('{"a": ' + "1" * 5000 + "}", "not JSON"),
+        ('{"type": "block_actions", "actions": "up"}', "list of action objects"),
+        ('{"type": "block_actions", "actions": [{"value": 7}]}', "'value' is not a string"),
+        ('{"type": "block_actions", "user": {"id": "' + "U" * 65 + '"}, "actions": [{"value": "x"}]}', "64"),
+    ],
+)
+def test_a_signed_but_malformed_payload_is_a_400_naming_the_problem(
+    slack_settings, slack_db, payload, problem
+):
+    body = urlencode({"payload": payload}).encode()
+    answer = client_for(slack_settings, slack_db).post("/slack/actions", content=body, headers=signed(body))
+    assert answer.status_code == 400 and problem in answer.json()["error"]
+
+
+def test_an_oversized_body_is_a_413_and_a_huge_timestamp_a_401(slack_settings, slack_db):
+    client = client_for(slack_settings, slack_db)
+    big = b"payload=" + b"x" * (1024 * 1024)
+    assert client.post("/slack/actions", content=big, headers=signed(big)).status_code == 413
+    odd = {"X-Slack-Request-Timestamp": "9" * 5000, "X-Slack-Signature": "v0=00"}
+    assert client.post("/slack/actions", content=b"x", headers=odd).status_code == 401
+
+
+def replayable(token: str, response_url: str, action_ts: str) -> bytes:
+    payload = json.loads(parse_payload(click(token, response_url)))
+    payload["actions"][0]["action_ts"] = action_ts
+    payload["container"] = {"type": "message", "message_ts": "1719730000.000100"}
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+def parse_payload(body: bytes) -> str:
+    from urllib.parse import parse_qs
+
+    return parse_qs(body.decode())["payload"][0]
+
+
+def test_a_replayed_click_is_recorded_once_and_a_new_click_again(
+    slack_settings, slack_db, vote_token, response_url
+) -> None:
+    token, _ = vote_token("up")
+    client = client_for(slack_settings, slack_db)
+    body = replayable(token, response_url.url, "1719730001.000200")
+    answers = [
+        client.post("/slack/actions", content=body, headers=signed(body)).status_code for _ in range(3)
+    ]
+    assert answers == [200, 200, 200] and votes(slack_db) == [(1, "slack")]
+    second = replayable(token, response_url.url, "1719730009.000300")  # the same user clicks again later
+    assert client.post("/slack/actions", content=second, headers=signed(second)).status_code == 200
+    assert votes(slack_db) == [(1, "slack"), (1, "slack")]

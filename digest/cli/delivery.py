@@ -1,15 +1,27 @@
-"""``digest send``, ``digest preview`` and ``digest deliveries list|stuck|release``."""
+"""``digest send``, ``digest preview`` and ``digest deliveries list|stuck|release|settle|unlock``."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from digest.cli.context import Commands, Context, emit_json, parse_date, pass_context
-from digest.deliver.ledger import NotStuck, list_deliveries, release_claim, stuck_claims
-from digest.deliver.transports import delivers_for_real
+from digest.deliver.base import OutcomeUnknown
+from digest.deliver.ledger import (
+    NotStuck,
+    Stuck,
+    break_lease,
+    list_deliveries,
+    orphaned_leases,
+    release_claim,
+    settle_claim,
+    stuck_states,
+)
+from digest.deliver.transports import Transports, delivers_for_real
 from digest.errors import DigestError
+from digest.models import Channel, Subscriber, utcnow
 from digest.subscribers import find_subscriber, find_subscriber_ids, subscriber_channels
 
 NO_BASE_URL = (
@@ -29,6 +41,16 @@ def check_links(app: Context, ids: list[int], *, dry_run: bool) -> None:
     if not dry_run and any(delivers_for_real(settings, channel) for channel in channels):
         raise DigestError(message)
     click.echo(f"warning: {message}", err=True)
+
+
+# What an operator can do about a stuck claim, by its state.
+NEXT_STEP = {
+    "unknown": "check the mail log or the channel; `digest deliveries release ID` if it never arrived",
+    "gone": "its process died mid-send: check, then `digest deliveries release ID` if it never arrived",
+    "running": "a live process is sending it now: wait",
+    "elsewhere": "claimed by a process on another host: check that host first",
+}
+SLACK_STEP = "`digest deliveries settle` looks it up in the Slack channel"
 
 
 @click.command()
@@ -59,7 +81,7 @@ def send(app: Context, reference: str | None, day: str | None, dry_run: bool, as
         emit_json({**counts, "outcomes": [outcome.as_dict() for outcome in report.outcomes]})
     else:
         click.echo(", ".join(f"{status} {number}" for status, number in counts.items()))
-    if counts["failed"]:
+    if counts["failed"] or counts["unknown"]:
         raise SystemExit(1)
 
 
@@ -106,27 +128,54 @@ def _subscriber_id(session, reference: str | None) -> int | None:  # type: ignor
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as one JSON object (last line).")
 @pass_context
 def deliveries_stuck(app: Context, as_json: bool) -> None:
-    """List deliveries left 'sending' by a process that stopped mid-send (never resent by themselves)."""
+    """List claims never confirmed: deliveries left 'sending' (outcome unknown, or their process gone)
+    and schedule leases held by a process that is gone. None of them is resent by itself."""
+    now = utcnow()
     with app.db.session() as session:
-        rows = [
-            {
-                "id": row.id,
-                "subscriber": row.subscriber_id,
-                "digest_date": str(row.digest_date),
-                "channel": row.channel,
-                "claimed_at": f"{row.created_at:%Y-%m-%d %H:%M} UTC",
-            }
-            for row in stuck_claims(session)
-        ]
+        rows = [_stuck_row(stuck) for stuck in stuck_states(session)]
+        leases = [_lease_row(row) for row in orphaned_leases(session, now)]
     for row in rows:
         click.echo(
-            f"delivery {row['id']}: subscriber {row['subscriber']} {row['digest_date']} "
-            f"({row['channel']}), claimed {row['claimed_at']}"
+            f"delivery {row['id']}: subscriber {row['subscriber']} {row['digest_date']} ({row['channel']}), "
+            f"claimed {row['claimed_at']} by {row['claimed_by']}: {row['state']}"
+            + (f" ({row['reason']})" if row["reason"] else "")
+            + f"\n  next: {row['next']}"
+        )
+    for lease in leases:
+        click.echo(
+            f"lease: subscriber {lease['subscriber']} held until {lease['claimed_until']} by "
+            f"{lease['claimed_by']}, a process that is gone\n  next: {lease['next']}"
         )
     if as_json:
-        emit_json({"stuck": rows})
-    elif not rows:
+        emit_json({"stuck": rows, "leases": leases})
+    elif not rows and not leases:
         click.echo("no stuck deliveries")
+
+
+def _stuck_row(stuck: Stuck) -> dict[str, Any]:
+    row = stuck.delivery
+    slack = row.channel == Channel.SLACK_BOT and stuck.state != "running"
+    return {
+        "id": row.id,
+        "subscriber": row.subscriber_id,
+        "digest_date": str(row.digest_date),
+        "channel": row.channel,
+        "claimed_at": f"{row.created_at:%Y-%m-%d %H:%M} UTC",
+        "claimed_by": row.claimed_by or "(not recorded)",
+        "state": stuck.state,
+        "reason": row.reason,
+        "next": SLACK_STEP if slack else NEXT_STEP[stuck.state],
+    }
+
+
+def _lease_row(row: Subscriber) -> dict[str, Any]:
+    assert row.claimed_until is not None
+    return {
+        "subscriber": row.id,
+        "claimed_until": f"{row.claimed_until:%Y-%m-%d %H:%M} UTC",
+        "claimed_by": row.claimed_by,
+        "next": f"`digest deliveries unlock {row.id}` lets the next dispatch run take it up now",
+    }
 
 
 @deliveries.command("release")
@@ -138,6 +187,58 @@ def deliveries_release(app: Context, delivery_id: int) -> None:
         with app.db.session() as session:
             row = release_claim(session, delivery_id)
             click.echo(f"released delivery {delivery_id}: subscriber {row.subscriber_id} {row.digest_date}")
+    except NotStuck as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@deliveries.command("settle")
+@click.argument("delivery_ids", type=int, nargs=-1)
+@pass_context
+def deliveries_settle(app: Context, delivery_ids: tuple[int, ...]) -> None:
+    """Look stuck Slack bot deliveries up in their channel: found, they are marked sent; not there, they
+    are posted now (once). Without ids: every one whose outcome is unknown or whose process is gone."""
+    from digest.dispatch import send_digest  # ranks: numpy/scipy load only for the commands that rank
+
+    ids = delivery_ids or _settleable(app)
+    transports = Transports(app.settings)
+    try:
+        for delivery_id in ids:
+            try:
+                outcome = settle_claim(
+                    app.db, transports.for_channel(Channel.SLACK_BOT), delivery_id, utcnow()
+                )
+            except (NotStuck, OutcomeUnknown) as exc:
+                click.echo(f"delivery {delivery_id}: left stuck: {exc}")
+                continue
+            if outcome.status != "sent":  # not in the channel: the claim is gone, post it now
+                outcome = send_digest(app.db, app.settings, outcome.subscriber_id, outcome.digest_date)
+            click.echo(
+                f"delivery {delivery_id}: subscriber {outcome.subscriber_id} {outcome.digest_date}: "
+                f"{outcome.status}" + (f" ({outcome.reason})" if outcome.reason else "")
+            )
+    finally:
+        transports.close()
+
+
+def _settleable(app: Context) -> list[int]:
+    with app.db.session() as session:
+        return [
+            stuck.delivery.id
+            for stuck in stuck_states(session)
+            if stuck.delivery.channel == Channel.SLACK_BOT and stuck.state in ("unknown", "gone")
+        ]
+
+
+@deliveries.command("unlock")
+@click.argument("subscriber_id", type=int)
+@click.option("--force", is_flag=True, help="Break the lease even if its holder may still run.")
+@pass_context
+def deliveries_unlock(app: Context, subscriber_id: int, force: bool) -> None:
+    """End a schedule lease held by a process that is gone, so the next dispatch run sends at once."""
+    try:
+        with app.db.session() as session:
+            row = break_lease(session, subscriber_id, utcnow(), force=force)
+            click.echo(f"unlocked subscriber {row.id}: due again at the next dispatch run")
     except NotStuck as exc:
         raise click.ClickException(str(exc)) from None
 

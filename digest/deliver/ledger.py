@@ -6,17 +6,21 @@ row per paper sent, unique per (subscriber, paper), so no paper is ever sent to 
 and that day is done.
 
 **Claim first, then send: at most once.** Before any transport is called, one transaction inserts the row
-as ``sending`` together with its items; a second transaction marks it ``sent``. So a second run for the
-same day (another process, a lease that ran out, ``digest send`` again) finds the row and does nothing,
-and two racing processes cannot both insert it. A row left ``sending`` (the process died mid-send, or the
-transport's outcome is unknown: the SMTP server or Slack may already hold the message) is **never resent
-automatically**; ``stuck_claims`` lists it for an operator, who may ``release_claim`` it once they know
-it was lost.
+as ``sending`` together with its items and the claiming process (``digest.owner``); a second transaction
+marks it ``sent``. So a second run for the same day (another process, a lease that ran out, ``digest
+send`` again) finds the row and does nothing, and two racing processes cannot both insert it.
 
-**Failures.** A ``TransportError`` means "certainly not delivered": the row becomes ``failed``, its items
-are released (those papers may be picked again), and a transient failure gets a retry time from the retry
-policy (``retry_time``); a permanent one counts towards disabling the channel after
-``DIGEST_MAX_FAILURES`` in a row (a success resets the count).
+**Three outcomes** (``digest.deliver.base``). Sent: ``record_sent``. Not sent (``TransportError``):
+``record_failure`` releases the items (those papers may be picked again); a transient failure becomes
+``failed`` with a retry time from the retry policy (``retry_time``), a permanent one ``refused``, which is
+not retried for that date (not even by ``digest send`` run again) and counts towards disabling the channel
+after ``DIGEST_MAX_FAILURES`` in a row (a success resets the count). Unknown (``OutcomeUnknown``: the
+SMTP server or Slack may hold the message): ``record_unknown`` keeps the row ``sending`` with the reason.
+
+**Stuck claims** — ``sending`` rows whose outcome is unknown or whose process is gone — are **never resent
+automatically**; ``stuck_claims`` lists them (and ``orphaned_leases`` the schedule leases of processes that
+are gone) for an operator, who may ``release_claim`` one once they know it was lost. A Slack bot message
+carries its delivery key, so ``settle_claim`` can look it up in the channel's history instead of asking.
 """
 
 from __future__ import annotations
@@ -33,8 +37,17 @@ from sqlalchemy.orm import Session
 
 from digest.config import Settings
 from digest.db import Database
-from digest.deliver.base import TransportError
-from digest.models import Delivery, DeliveryItem, DeliveryStatus, Outcome, Subscriber, SubscriberStatus
+from digest.deliver.base import OutcomeUnknown, Transport, TransportError, delivery_key
+from digest.models import (
+    Channel,
+    Delivery,
+    DeliveryItem,
+    DeliveryStatus,
+    Outcome,
+    Subscriber,
+    SubscriberStatus,
+)
+from digest.owner import Holder, holder_state, this_process
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +104,11 @@ def settled(
     if row.status == DeliveryStatus.FAILED:
         reason = f"gave up after {row.attempts} attempts: {row.reason}"
         return dataclasses.replace(outcome, reason=reason)
+    if row.status == DeliveryStatus.REFUSED:
+        return dataclasses.replace(outcome, reason=f"{row.reason} (not retried for this date)")
     if row.status == DeliveryStatus.SENDING:
-        reason = f"claimed at {row.created_at:%Y-%m-%d %H:%M} UTC, never confirmed (stopped mid-send?)"
+        detail = row.reason or "stopped mid-send?"
+        reason = f"claimed at {row.created_at:%Y-%m-%d %H:%M} UTC, never confirmed ({detail})"
     elif row.status == DeliveryStatus.SKIPPED_EMPTY:
         reason = f"skipped_empty: {row.reason}"
     else:
@@ -139,7 +155,7 @@ def claim(
             elif not _take_back(session, row):
                 return False
             row.channel, row.status, row.reason, row.created_at = channel, DeliveryStatus.SENDING, None, now
-            row.attempts = (row.attempts or 0) + 1
+            row.attempts, row.claimed_by = (row.attempts or 0) + 1, this_process()
             session.flush()
             session.add_all(_items(row.id, outcome.subscriber_id, items))
     except IntegrityError:
@@ -186,14 +202,15 @@ def record_sent(db: Database, outcome: DeliveryOutcome, receipt: str, now: dt.da
 def record_failure(
     session: Session, settings: Settings, outcome: DeliveryOutcome, exc: TransportError, now: dt.datetime
 ) -> DeliveryOutcome:
-    """Mark the claim ``failed`` and release its papers; count a permanent failure against the channel
-    (disabling it after too many); give a transient one its retry time."""
+    """Mark the claim ``failed`` (transient) or ``refused`` (permanent) and release its papers; count a
+    permanent failure against the channel (disabling it after too many); give a transient one a retry time."""
     kind = "permanent" if exc.permanent else "transient"
     reason = f"{kind}: {exc.message}"
     log.warning("delivery to subscriber %s failed (%s)", outcome.subscriber_id, reason)
     row = ledger_row(session, outcome.subscriber_id, outcome.digest_date)
     assert row is not None
-    row.status, row.reason = DeliveryStatus.FAILED, reason
+    row.status = DeliveryStatus.REFUSED if exc.permanent else DeliveryStatus.FAILED
+    row.reason = reason
     # Not delivered, so these papers were not sent: release them for a retry or a later digest.
     session.execute(delete(DeliveryItem).where(DeliveryItem.delivery_id == row.id))
     subscriber = session.get(Subscriber, outcome.subscriber_id)
@@ -221,12 +238,33 @@ def retry_time(attempts: int, now: dt.datetime) -> dt.datetime | None:
     return now + min(BACKOFF_FIRST * 2 ** (attempts - 1), BACKOFF_MAX)
 
 
+def record_unknown(db: Database, outcome: DeliveryOutcome, exc: OutcomeUnknown) -> DeliveryOutcome:
+    """Handed over, reply lost: the claim stays ``sending`` (never resent by itself), with the reason."""
+    reason = f"outcome unknown: {exc.message}"
+    log.warning("delivery to subscriber %s: %s", outcome.subscriber_id, reason)
+    _note(db, outcome, reason)
+    return dataclasses.replace(outcome, status=Outcome.UNKNOWN, reason=reason)
+
+
 def note_unknown(db: Database, outcome: DeliveryOutcome, exc: Exception) -> None:
     """Not a TransportError: it may have gone out. The claim stays ``sending`` (at most once), with a note."""
+    _note(db, outcome, f"outcome unknown: {exc!r}")
+
+
+def _note(db: Database, outcome: DeliveryOutcome, reason: str) -> None:
     with db.session() as session:
         row = ledger_row(session, outcome.subscriber_id, outcome.digest_date)
         if row is not None:
-            row.reason = f"outcome unknown: {exc!r}"[:1000]
+            row.reason = reason[:1000]
+
+
+@dataclasses.dataclass(frozen=True)
+class Stuck:
+    """A ``sending`` claim and why it is stuck: ``unknown`` (reason recorded), ``gone`` (its process died
+    mid-send), ``running`` (a live process is sending it now) or ``elsewhere`` (a process on another host)."""
+
+    delivery: Delivery
+    state: str
 
 
 def stuck_claims(session: Session) -> list[Delivery]:
@@ -261,6 +299,63 @@ def list_deliveries(
         }
         for row, count in session.execute(query).tuples()
     ]
+
+
+def stuck_states(session: Session) -> list[Stuck]:
+    """Every ``sending`` claim with its state; only ``running`` ones may still settle by themselves."""
+    return [Stuck(row, _stuck_state(row)) for row in stuck_claims(session)]
+
+
+def _stuck_state(row: Delivery) -> str:
+    if row.reason and row.reason.startswith("outcome unknown"):
+        return "unknown"
+    return str(holder_state(row.claimed_by))
+
+
+def orphaned_leases(session: Session, now: dt.datetime) -> list[Subscriber]:
+    """Subscribers whose dispatch lease is still live but held by a process of this host that is gone.
+
+    Such a lease hides the subscriber from every dispatcher until it runs out; ``break_lease`` ends it."""
+    query = select(Subscriber).where(Subscriber.claimed_until > now).order_by(Subscriber.id)
+    return [row for row in session.scalars(query) if holder_state(row.claimed_by) == Holder.GONE]
+
+
+def break_lease(session: Session, subscriber_id: int, now: dt.datetime, *, force: bool = False) -> Subscriber:
+    """End a live dispatch lease whose holder is gone (``force``: whatever its holder), so the next dispatch
+    run takes the subscriber up at once. Safe: the ledger row, not the lease, guards against a second send."""
+    row = session.get(Subscriber, subscriber_id)
+    if row is None:
+        raise NotStuck(f"no subscriber with id {subscriber_id}")
+    if row.claimed_until is None or row.claimed_until <= now:
+        raise NotStuck(f"subscriber {subscriber_id} holds no live lease; left as it is")
+    state = holder_state(row.claimed_by)
+    if state != Holder.GONE and not force:
+        where = "runs" if state == Holder.RUNNING else "may run (another host)"
+        raise NotStuck(f"the lease holder {row.claimed_by} {where}; --force to break it anyway")
+    row.claimed_until, row.claimed_by = None, None
+    return row
+
+
+def settle_claim(
+    db: Database, transport: Transport, delivery_id: int, now: dt.datetime
+) -> DeliveryOutcome | None:
+    """Look a stuck claim's message up where the channel keeps history (a Slack bot's conversation).
+
+    Found: the row becomes ``sent``. Not there: the claim is released, so sending that date again posts it
+    once. Returns the outcome, or None when the channel cannot tell (``OutcomeUnknown`` is raised)."""
+    with db.session() as session:
+        row = session.get(Delivery, delivery_id)
+        if row is None or row.status != DeliveryStatus.SENDING or row.channel != Channel.SLACK_BOT:
+            raise NotStuck(f"delivery {delivery_id} is not a stuck Slack bot claim; left as it is")
+        subscriber = session.get(Subscriber, row.subscriber_id)
+        destination, since = (subscriber.slack_channel if subscriber else None) or "", row.created_at
+        outcome = DeliveryOutcome(row.subscriber_id, row.digest_date, Outcome.SENT)
+    receipt = transport.find(destination, delivery_key(outcome.subscriber_id, outcome.digest_date), since)
+    if receipt is not None:
+        return record_sent(db, outcome, receipt, now)
+    with db.session() as session:
+        release_claim(session, delivery_id)
+    return dataclasses.replace(outcome, status=Outcome.FAILED, reason="not in the channel: released")
 
 
 def release_claim(session: Session, delivery_id: int) -> Delivery:

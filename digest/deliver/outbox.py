@@ -1,11 +1,14 @@
 """The file outbox: the embedded default when no SMTP host / Slack bot token is configured.
 
 Mail is written as ``.eml`` (open it in any mail client), Slack as ``.json`` (the exact ``chat.postMessage``
-payload). Files are written under a temporary name and renamed, so a reader never sees half a message.
+payload). Files are written under a temporary name and renamed, so a reader never sees half a message, and
+"sent" means exactly "the file is there": a rename that reports an error is checked (network file systems
+can report one for a rename that happened), and a half-written temporary file is removed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import uuid
@@ -24,14 +27,18 @@ class OutboxTransport(Transport):
     def send(self, message: Outgoing) -> str:
         suffix, data = _serialise(message)
         name = f"{utcnow():%Y%m%dT%H%M%S}-{_safe(message.label)}-{uuid.uuid4().hex[:8]}{suffix}"
+        final, temporary = self.folder / name, self.folder / f".{name}.tmp"
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            temporary = self.folder / f".{name}.tmp"
             temporary.write_bytes(data)
-            os.replace(temporary, self.folder / name)
+            os.replace(temporary, final)
         except OSError as exc:
+            if final.exists():
+                return str(final)  # the rename happened after all
+            with contextlib.suppress(OSError):
+                temporary.unlink(missing_ok=True)
             raise TransportError(f"cannot write to the outbox {self.folder}: {exc}") from exc
-        return str(self.folder / name)
+        return str(final)
 
 
 def _serialise(message: Outgoing) -> tuple[str, bytes]:

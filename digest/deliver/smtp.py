@@ -5,9 +5,10 @@ or a network failure is transient. Authentication and TLS failures are the serve
 the subscriber's fault, so they are transient too: they must never count towards disabling a channel.
 
 A reused connection that the server closed while idle fails on the first command; that message is tried
-once more on a fresh connection. A connection lost after the message data was sent cannot tell whether
-the server kept it (RFC 1047, "Duplicate messages and SMTP"); it is reported transient and retried later,
-so in that narrow case a duplicate is possible, as with any SMTP client.
+once more on a fresh connection. A connection lost (or a reply timed out) *after the final dot* of DATA
+cannot tell whether the server kept the message (RFC 1047, "Duplicate messages and SMTP"): that is
+``OutcomeUnknown``, never retried, so a server that stores the message and loses its reply never gets
+it twice. Before the final dot the server cannot have accepted it: that is a transient ``TransportError``.
 """
 
 from __future__ import annotations
@@ -19,8 +20,31 @@ from email.utils import parseaddr
 from functools import cache
 
 from digest.config import Settings
-from digest.deliver.base import Outgoing, Transport, TransportError
+from digest.deliver.base import OutcomeUnknown, Outgoing, Transport, TransportError
 from digest.deliver.mime import wire_bytes
+
+
+class _Handover:
+    """Marks the moment smtplib has written DATA's final dot: from then on the server may hold the message.
+
+    smtplib's ``data()`` writes the message and its terminating ``CRLF.CRLF`` in one ``send`` (the only
+    bytes it sends; commands go as text), then reads the reply, and reports a lost connection the same way
+    before and after; this flag tells the two apart."""
+
+    handed_over = False
+
+    def send(self, s: bytes | str) -> None:
+        super().send(s)  # type: ignore[misc]
+        if isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
+            self.handed_over = True
+
+
+class _SMTP(_Handover, smtplib.SMTP):
+    pass
+
+
+class _SMTPSSL(_Handover, smtplib.SMTP_SSL):
+    pass
 
 
 class SmtpTransport(Transport):
@@ -30,7 +54,7 @@ class SmtpTransport(Transport):
         if not settings.smtp_host:
             raise ValueError("SmtpTransport needs DIGEST_SMTP_HOST")
         self.settings = settings
-        self._connection: smtplib.SMTP | None = None
+        self._connection: _SMTP | _SMTPSSL | None = None
         self.connections_opened = 0
 
     def send(self, message: Outgoing) -> str:
@@ -50,6 +74,16 @@ class SmtpTransport(Transport):
 
     def _send(self, message: Outgoing) -> None:
         connection = self._open()
+        connection.handed_over = False
+        try:
+            self._transfer(connection, message)
+        except (smtplib.SMTPException, OSError) as exc:  # no reply: replies became TransportErrors
+            if not connection.handed_over:
+                raise
+            self._drop()
+            raise OutcomeUnknown(f"SMTP connection lost after the message was handed over: {exc}") from None
+
+    def _transfer(self, connection: _SMTP | _SMTPSSL, message: Outgoing) -> None:
         email = message.email
         assert email is not None
         try:
@@ -67,10 +101,12 @@ class SmtpTransport(Transport):
         except smtplib.SMTPResponseException as exc:
             raise _reply_error("message refused", exc.smtp_code, exc.smtp_error) from None
         except (smtplib.SMTPException, OSError) as exc:
+            if connection.handed_over:
+                raise
             self._drop()
             raise TransportError(f"SMTP error: {exc}") from None
 
-    def _open(self) -> smtplib.SMTP:
+    def _open(self) -> _SMTP | _SMTPSSL:
         if self._connection is None:
             try:
                 self._connection = self._connect()
@@ -83,14 +119,13 @@ class SmtpTransport(Transport):
             self.connections_opened += 1
         return self._connection
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self) -> _SMTP | _SMTPSSL:
         s = self.settings
+        connection: _SMTP | _SMTPSSL
         if s.smtp_security == "ssl":
-            connection: smtplib.SMTP = smtplib.SMTP_SSL(
-                s.smtp_host, s.smtp_port, timeout=s.smtp_timeout, context=_tls_context()
-            )
+            connection = _SMTPSSL(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout, context=_tls_context())
         else:
-            connection = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout)
+            connection = _SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout)
         try:
             if s.smtp_security == "starttls":
                 connection.starttls(context=_tls_context())

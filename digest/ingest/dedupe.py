@@ -37,7 +37,6 @@ class KnownPaper:
     values: dict[str, Any]
     changes: dict[str, Any] = field(default_factory=dict)
     digest_date: dt.date | None = None
-    added: bool = False  # inserted by this file
 
     @property
     def arxiv_id(self) -> str | None:

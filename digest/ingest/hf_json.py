@@ -60,6 +60,8 @@ def _load(text: str) -> Any:
         raise ParseError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     except RecursionError:
         raise ParseError("invalid JSON: nested too deeply") from None
+    except ValueError as exc:  # an integer of over 4,300 digits (Python's int_max_str_digits)
+        raise ParseError(f"invalid JSON: {str(exc).split(';')[0]}") from None
 
 
 def _unwrap(document: Any) -> tuple[list[Any], str, dt.date | None]:
@@ -172,9 +174,12 @@ def _timestamp(value: Any, where: str) -> dt.datetime | None:
         moment = dt.datetime.fromisoformat(value)
     except (TypeError, ValueError):
         raise ParseError(f"{where}: publishedAt {value!r} is not an ISO 8601 time") from None
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
-    return moment
+    if moment.tzinfo is None:
+        return moment
+    try:
+        return moment.astimezone(dt.UTC).replace(tzinfo=None)
+    except OverflowError:  # e.g. 0001-01-01T00:00+01:00: in UTC it falls before year 1
+        raise ParseError(f"{where}: publishedAt {value!r} is out of range in UTC") from None
 
 
 def _kind(value: Any) -> str:

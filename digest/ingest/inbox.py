@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from stat import S_ISREG
 
 from sqlalchemy.exc import DBAPIError
 
@@ -36,6 +37,7 @@ class InboxWatcher:
         self.db, self.inbox, self.settle_seconds, self.clock = db, inbox, settle_seconds, clock
         self._pending: dict[Path, tuple[int, int]] = {}
         self._done: dict[Path, tuple[int, int]] = {}
+        self._unreadable: set[Path] = set()
 
     def poll(self) -> list[Path]:
         """Ingest every ready file; return their paths."""
@@ -50,15 +52,29 @@ class InboxWatcher:
     def _scan(self) -> Iterator[tuple[Path, tuple[int, int]]]:
         if not self.inbox.is_dir():
             return
-        for path in sorted(self.inbox.iterdir()):
+        try:
+            entries = sorted(self.inbox.iterdir())
+        except OSError as exc:  # unreadable right now (permissions): try again next poll
+            log.warning("inbox: cannot list %s: %s", self.inbox, exc.strerror or exc)
+            return
+        for path in entries:
             if path.name.startswith(IGNORED_PREFIXES) or path.name.endswith(IGNORED_SUFFIXES):
                 continue
             try:
                 stat = path.stat()
             except FileNotFoundError:  # renamed or removed between listing and stat
                 continue
-            if path.is_file():
+            except OSError as exc:  # a symlink loop (ELOOP), a dangling mount…: this entry only
+                self._skip(path, exc)
+                continue
+            if S_ISREG(stat.st_mode):
                 yield path, (stat.st_size, stat.st_mtime_ns)
+
+    def _skip(self, path: Path, exc: OSError) -> None:
+        # Logged once per entry, not every poll: it stays unreadable until someone fixes it.
+        if path not in self._unreadable:
+            log.warning("inbox: skipping %s: %s", path.name, exc.strerror or exc)
+            self._unreadable.add(path)
 
     def _ready(self, path: Path, signature: tuple[int, int]) -> bool:
         if self._done.get(path) == signature:

@@ -26,6 +26,9 @@ from digest.rank.statistics import CorpusStatistics
 from digest.rank.tfidf import N_FEATURES, term_counts
 
 COUNTS_CACHE = 5_000  # decoded papers kept per process (~7 KB each for an abstract)
+# A short new paper's neighbours are looked for among the papers that arrive with it and at most this many
+# of the window's latest: the search is bounded by the day's papers, whatever a file's size.
+NEIGHBOUR_POOL = 5_000
 
 
 @dataclass
@@ -261,11 +264,22 @@ def _borrowing(
         return [()] * len(papers), [()] * len(papers), plain
     new = {p.id for p in papers}
     since = max(p.first_seen for p in papers) - dt.timedelta(days=window_days)
-    query = select(PaperTerms.paper_id).join(Paper).where(Paper.first_seen_at >= since)
+    query = (
+        select(PaperTerms.paper_id)
+        .join(Paper)
+        .where(Paper.first_seen_at >= since)
+        .order_by(PaperTerms.paper_id.desc())
+        .limit(NEIGHBOUR_POOL)
+    )
     others = [i for i in view.session.scalars(query) if i not in new]
-    stored = view._counts(others)
+    stored = view._counts(others, keep=False)
     others = [i for i in others if i in stored]
-    pool = sp.vstack([plain, *(statistics.terms.weigh(stored[i][0]) for i in others)], format="csr")
+    rows = [stored[i][0] for i in others]
+    pool = (
+        sp.vstack([plain, statistics.terms.weigh(sp.vstack(rows, format="csr"))], format="csr")
+        if rows
+        else plain
+    )
     row, found = nearest(pool, statistics.terms.df, statistics.papers, short)
     positions: list[list[int]] = [[] for _ in papers]
     for r, f in zip(row, found, strict=True):

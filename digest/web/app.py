@@ -16,11 +16,13 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from starlette.types import Receive, Scope, Send
 
 from digest import __version__
 from digest.config import Settings
@@ -73,8 +75,39 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
     app.add_api_route("/favicon.ico", favicon, methods=["GET"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_error_pages(app)
+    _redirect_slashes(app, settings.base_url)
     app.add_middleware(SecurityHeaders)
     return app
+
+
+def _redirect_slashes(app: FastAPI, base_url: str) -> None:
+    """``/subscribe/`` → ``/subscribe`` (and the reverse) at ``DIGEST_BASE_URL``.
+
+    Starlette's own redirect builds the new URL from the request's Host header, which any client sets: a
+    forged Host made our site redirect to another one. This one keeps the path and query, nothing else."""
+    router = app.router
+    router.redirect_slashes = False
+    not_found = router.default
+
+    async def default(scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "/")
+        other = path.rstrip("/") if path.endswith("/") else path + "/"
+        if (
+            scope["type"] == "http"
+            and path != "/"
+            and other
+            and _routed(router.routes, {**scope, "path": other})
+        ):
+            query = scope.get("query_string", b"").decode("latin-1")
+            await RedirectResponse(base_url + other + (f"?{query}" if query else ""))(scope, receive, send)
+            return
+        await not_found(scope, receive, send)
+
+    router.default = default
+
+
+def _routed(routes: list, scope: Scope) -> bool:  # type: ignore[type-arg]
+    return any(route.matches(scope)[0] != Match.NONE for route in routes)
 
 
 def healthz(request: Request) -> JSONResponse:

@@ -18,6 +18,7 @@ votes at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Path, Request
@@ -87,9 +88,21 @@ def _load_page(site: Site, link: Token) -> tuple[Paper, int | None]:
         return row[1], row[2]
 
 
-def record_vote(site: Site, link: Token, source: FeedbackSource, *, wait: bool = True) -> Paper:
-    """Store the vote of a checked feedback token and update the model (NotFound for unknown ids)."""
+def record_vote(
+    site: Site,
+    link: Token,
+    source: FeedbackSource,
+    *,
+    wait: bool = True,
+    before: Callable[[Session], None] | None = None,
+) -> Paper:
+    """Store the vote of a checked feedback token and update the model (NotFound for unknown ids).
+
+    ``before`` runs first in the same transaction (the Slack endpoint stores the click there, so a replay
+    fails on its unique key and records nothing)."""
     with site.db.write_session(wait=wait) as session:
+        if before is not None:
+            before(session)
         statement = _VOTE_WITH_MODEL if site.db.embedded else _VOTE_LOCKING
         row = session.execute(statement, _ids(link)).first()
         if row is None:

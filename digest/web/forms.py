@@ -84,7 +84,7 @@ def preference_fields(form: PreferencesForm | SubscribeForm, default_size: int) 
         "excluded_keywords": split_keywords(form.excluded_keywords),
         "send_time": form.send_time.strip() or "08:00",
         "timezone": form.timezone.strip() or "UTC",
-        "digest_size": int(size) if size.isdigit() else default_size,
+        "digest_size": int(size) if re.fullmatch(r"\d{1,3}", size) else default_size,
     }
     return _without(fields, errors)
 
