@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -72,8 +73,10 @@ def create_celery(settings: Settings) -> Celery:
     state: dict[str, Any] = {}
 
     @app.task(name=TASK)
-    def send_claimed(data: dict[str, Any]) -> str:
-        return _dispatcher(state, settings).deliver_now(claim_from_json(data))
+    def send_claimed(data: list[dict[str, Any]] | dict[str, Any]) -> dict[str, int]:
+        # A chunk of claims (one product, one ledger transaction); a single claim from an older sender.
+        claims = [claim_from_json(one) for one in (data if isinstance(data, list) else [data])]
+        return _dispatcher(state, settings).deliver_now(claims)
 
     return app
 
@@ -102,9 +105,10 @@ class CeleryQueue:
     def ping(self) -> None:
         ping_broker(self.app)
 
-    def put(self, claim: Claim, report: DispatchReport) -> None:
-        self.app.send_task(TASK, args=[claim_to_json(claim)])
-        report.outcomes["queued"] += 1
+    def put(self, claims: Sequence[Claim], report: DispatchReport) -> None:
+        """One task for the whole chunk: a worker sends it as ``digest send`` would."""
+        self.app.send_task(TASK, args=[[claim_to_json(claim) for claim in claims]])
+        report.outcomes["queued"] += len(claims)
 
 
 def run_worker(settings: Settings, concurrency: int) -> None:

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from digest.cli import main
 from digest.deliver.base import Transport
-from digest.deliver.ledger import stuck_claims
+from digest.deliver.repair import stuck_claims
 from digest.deliver.transports import Transports
 from digest.dispatch import send_digest, send_many
 from digest.models import Delivery, DeliveryItem, Subscriber

@@ -78,6 +78,6 @@ def test_the_walk_sees_imports_inside_functions_and_relative_ones(tmp_path: Path
 
 def test_the_graph_knows_the_rooms_and_the_layers_between_them() -> None:
     graph = import_graph()
-    assert graph.has_edge("digest.dispatch", "digest.compose")
+    assert graph.has_edge("digest.dispatch.batch", "digest.compose")
     assert not nx.has_path(graph, "digest.calendar", "digest.dispatch")
     assert not nx.has_path(graph, "digest.deliver.ledger", "digest.rank")

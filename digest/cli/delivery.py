@@ -9,8 +9,8 @@ import click
 
 from digest.cli.context import Commands, Context, emit_json, parse_date, pass_context
 from digest.deliver.base import OutcomeUnknown
-from digest.deliver.ledger import (
-    NotStuck,
+from digest.deliver.ledger import NotStuck
+from digest.deliver.repair import (
     Stuck,
     break_lease,
     list_deliveries,

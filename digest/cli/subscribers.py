@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from digest.cli.context import Commands, Context, emit_json, pass_context
-from digest.deliver.ledger import list_deliveries
+from digest.deliver.repair import list_deliveries
 from digest.models import SubscriberStatus
 from digest.subscribers import (
     COLUMNS,

@@ -31,13 +31,14 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from digest.config import Settings
 from digest.db import Database
-from digest.deliver.base import OutcomeUnknown, Transport, TransportError, delivery_key
+from digest.deliver.base import OutcomeUnknown, TransportError
 from digest.models import (
     Channel,
     Delivery,
@@ -47,7 +48,7 @@ from digest.models import (
     Subscriber,
     SubscriberStatus,
 )
-from digest.owner import Holder, holder_state, this_process
+from digest.owner import this_process
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +94,32 @@ def settled(
     session: Session, subscriber: Subscriber | None, outcome: DeliveryOutcome
 ) -> DeliveryOutcome | None:
     """An outcome when nothing is to be sent: unknown or inactive subscriber, or the day already settled."""
+    row = None if subscriber is None else ledger_row(session, subscriber.id, outcome.digest_date)
+    return settled_by(subscriber, row, outcome)
+
+
+def ledger_rows(session: Session, pairs: Sequence[tuple[int, dt.date]]) -> dict[int, Delivery]:
+    """The ledger rows of these (subscriber, digest date) pairs, with their papers, by subscriber."""
+    wanted = set(pairs)
+    query = (
+        select(Delivery)
+        .where(
+            Delivery.subscriber_id.in_({sid for sid, _ in pairs}),
+            Delivery.digest_date.in_({day for _, day in pairs}),
+        )
+        .options(selectinload(Delivery.items))
+    )
+    return {r.subscriber_id: r for r in session.scalars(query) if (r.subscriber_id, r.digest_date) in wanted}
+
+
+def settled_by(
+    subscriber: Subscriber | None, row: Delivery | None, outcome: DeliveryOutcome
+) -> DeliveryOutcome | None:
+    """``settled``, given the subscriber's ledger row for that date (None: there is none)."""
     if subscriber is None:
         return dataclasses.replace(outcome, reason="no such subscriber")
     if subscriber.status != SubscriberStatus.ACTIVE:
         return dataclasses.replace(outcome, reason=f"subscription is {subscriber.status}, not active")
-    row = ledger_row(session, subscriber.id, outcome.digest_date)
     if row is None or (row.status == DeliveryStatus.FAILED and row.attempts < MAX_ATTEMPTS):
         return None
     paper_ids = [item.paper_id for item in row.items]
@@ -161,6 +183,135 @@ def claim(
     except IntegrityError:
         return False
     return True
+
+
+def claim_many(
+    db: Database, entries: Sequence[tuple[DeliveryOutcome, Channel, Sequence[Item]]], now: dt.datetime
+) -> set[int]:
+    """``claim`` for many subscribers that have no ledger row for their date yet, in one transaction: the
+    rows inserted unless another process inserted one first (those lose), then their items. Returns the
+    subscribers whose claim this was. Falls back to one claim at a time if a paper was claimed meanwhile."""
+    if not entries:
+        return set()
+    try:
+        with db.session() as session:
+            won = _insert_rows(session, entries, now)
+            session.execute(
+                insert(DeliveryItem),
+                [
+                    item
+                    for e in entries
+                    if e[0].subscriber_id in won
+                    for item in _item_rows(won[e[0].subscriber_id], e)
+                ],
+            )
+        return set(won)
+    except IntegrityError:
+        return {e[0].subscriber_id for e in entries if claim(db, e[1], e[2], e[0], now)}
+
+
+def _insert_rows(
+    session: Session, entries: Sequence[tuple[DeliveryOutcome, Channel, Sequence[Item]]], now: dt.datetime
+) -> dict[int, int]:
+    """Insert ``sending`` rows; the subscriber → row id of those inserted (a row that exists is left)."""
+    values = [
+        {
+            "subscriber_id": outcome.subscriber_id,
+            "digest_date": outcome.digest_date,
+            "channel": channel,
+            "status": DeliveryStatus.SENDING,
+            "attempts": 1,
+            "created_at": now,
+            "claimed_by": this_process(),
+        }
+        for outcome, channel, _ in entries
+    ]
+    statement = _insert_ignoring(session, Delivery, ["subscriber_id", "digest_date"])
+    returned = session.execute(statement.returning(Delivery.subscriber_id, Delivery.id), values)
+    return {subscriber_id: row_id for subscriber_id, row_id in returned}
+
+
+def _item_rows(
+    delivery_id: int, entry: tuple[DeliveryOutcome, Channel, Sequence[Item]]
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "delivery_id": delivery_id,
+            "subscriber_id": entry[0].subscriber_id,
+            "paper_id": item.paper_id,
+            "position": position,
+            "score": float(item.score),
+            "why": item.why,
+        }
+        for position, item in enumerate(entry[2])
+    ]
+
+
+def _insert_ignoring(session: Session, table: type, unique: list[str]) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING on the ``unique`` columns, in the session's dialect."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing(index_elements=unique)
+
+
+def record_empty_many(
+    db: Database,
+    settings: Settings,
+    entries: Sequence[tuple[DeliveryOutcome, Channel]],
+    now: dt.datetime,
+) -> list[DeliveryOutcome]:
+    """``record_empty`` for many subscribers without a ledger row for their date, in one statement."""
+    if not entries:
+        return []
+    reason = f"no new paper for your keywords in the last {settings.recency_days} days"
+    values = [
+        {
+            "subscriber_id": o.subscriber_id,
+            "digest_date": o.digest_date,
+            "channel": channel,
+            "status": DeliveryStatus.SKIPPED_EMPTY,
+            "reason": reason,
+            "attempts": 0,
+            "created_at": now,
+        }
+        for o, channel in entries
+    ]
+    with db.session() as session:
+        statement = _insert_ignoring(session, Delivery, ["subscriber_id", "digest_date"])
+        won = set(session.scalars(statement.returning(Delivery.subscriber_id), values))
+    settled = dataclasses.replace
+    return [
+        settled(o, status=Outcome.SKIPPED_EMPTY, reason=reason)
+        if o.subscriber_id in won
+        else settled(o, status=Outcome.ALREADY_SENT, reason="another process settled it first")
+        for o, _ in entries
+    ]
+
+
+def record_sent_many(
+    db: Database, sent: Sequence[tuple[DeliveryOutcome, str]], now: dt.datetime
+) -> list[DeliveryOutcome]:
+    """``record_sent`` for many deliveries: two statements, whatever their number."""
+    if not sent:
+        return []
+    rows = [{"sid": o.subscriber_id, "day": o.digest_date, "receipt": receipt[:255]} for o, receipt in sent]
+    table = Delivery.__table__  # executemany through Core: the ORM would want each row's primary key
+    with db.session() as session:
+        session.execute(
+            update(table)
+            .where(table.c.subscriber_id == bindparam("sid"), table.c.digest_date == bindparam("day"))
+            .values(status=DeliveryStatus.SENT, sent_at=now, message_id=bindparam("receipt"), reason=None),
+            rows,
+        )
+        session.execute(
+            update(Subscriber)
+            .where(
+                Subscriber.id.in_([o.subscriber_id for o, _ in sent]),
+                (Subscriber.failure_count != 0) | Subscriber.last_error.is_not(None),
+            )
+            .values(failure_count=0, last_error=None)
+            .execution_options(synchronize_session=False)
+        )
+    return [dataclasses.replace(o, status=Outcome.SENT, receipt=receipt) for o, receipt in sent]
 
 
 def _take_back(session: Session, row: Delivery) -> bool:
@@ -256,120 +407,3 @@ def _note(db: Database, outcome: DeliveryOutcome, reason: str) -> None:
         row = ledger_row(session, outcome.subscriber_id, outcome.digest_date)
         if row is not None:
             row.reason = reason[:1000]
-
-
-@dataclasses.dataclass(frozen=True)
-class Stuck:
-    """A ``sending`` claim and why it is stuck: ``unknown`` (reason recorded), ``gone`` (its process died
-    mid-send), ``running`` (a live process is sending it now) or ``elsewhere`` (a process on another host)."""
-
-    delivery: Delivery
-    state: str
-
-
-def stuck_claims(session: Session) -> list[Delivery]:
-    """Ledger rows left ``sending`` (the process stopped between claim and record); never resent by itself."""
-    query = select(Delivery).where(Delivery.status == DeliveryStatus.SENDING).order_by(Delivery.id)
-    return list(session.scalars(query))
-
-
-def list_deliveries(
-    session: Session, subscriber_id: int | None = None, day: dt.date | None = None, *, limit: int = 50
-) -> list[dict[str, Any]]:
-    """The newest ledger rows (optionally one subscriber's, one digest date's), with how many papers each."""
-    papers = (
-        select(func.count(DeliveryItem.id)).where(DeliveryItem.delivery_id == Delivery.id).scalar_subquery()
-    )
-    query = select(Delivery, papers).order_by(Delivery.digest_date.desc(), Delivery.id.desc()).limit(limit)
-    if subscriber_id is not None:
-        query = query.where(Delivery.subscriber_id == subscriber_id)
-    if day is not None:
-        query = query.where(Delivery.digest_date == day)
-    return [
-        {
-            "id": row.id,
-            "subscriber": row.subscriber_id,
-            "digest_date": str(row.digest_date),
-            "channel": str(row.channel),
-            "status": str(row.status),
-            "papers": count,
-            "attempts": row.attempts,
-            "sent_at": f"{row.sent_at:%Y-%m-%d %H:%M} UTC" if row.sent_at else None,
-            "reason": row.reason,
-        }
-        for row, count in session.execute(query).tuples()
-    ]
-
-
-def stuck_states(session: Session) -> list[Stuck]:
-    """Every ``sending`` claim with its state; only ``running`` ones may still settle by themselves."""
-    return [Stuck(row, _stuck_state(row)) for row in stuck_claims(session)]
-
-
-def _stuck_state(row: Delivery) -> str:
-    if row.reason and row.reason.startswith("outcome unknown"):
-        return "unknown"
-    return str(holder_state(row.claimed_by))
-
-
-def orphaned_leases(session: Session, now: dt.datetime) -> list[Subscriber]:
-    """Subscribers whose dispatch lease is still live but held by a process of this host that is gone.
-
-    Such a lease hides the subscriber from every dispatcher until it runs out; ``break_lease`` ends it."""
-    query = select(Subscriber).where(Subscriber.claimed_until > now).order_by(Subscriber.id)
-    return [row for row in session.scalars(query) if holder_state(row.claimed_by) == Holder.GONE]
-
-
-def break_lease(session: Session, subscriber_id: int, now: dt.datetime, *, force: bool = False) -> Subscriber:
-    """End a live dispatch lease whose holder is gone (``force``: whatever its holder), so the next dispatch
-    run takes the subscriber up at once. Safe: the ledger row, not the lease, guards against a second send."""
-    row = session.get(Subscriber, subscriber_id)
-    if row is None:
-        raise NotStuck(f"no subscriber with id {subscriber_id}")
-    if row.claimed_until is None or row.claimed_until <= now:
-        raise NotStuck(f"subscriber {subscriber_id} holds no live lease; left as it is")
-    state = holder_state(row.claimed_by)
-    if state != Holder.GONE and not force:
-        where = "runs" if state == Holder.RUNNING else "may run (another host)"
-        raise NotStuck(f"the lease holder {row.claimed_by} {where}; --force to break it anyway")
-    row.claimed_until, row.claimed_by = None, None
-    return row
-
-
-def settle_claim(
-    db: Database, transport: Transport, delivery_id: int, now: dt.datetime
-) -> DeliveryOutcome | None:
-    """Look a stuck claim's message up where the channel keeps history (a Slack bot's conversation).
-
-    Found: the row becomes ``sent``. Not there: the claim is released, so sending that date again posts it
-    once. Returns the outcome, or None when the channel cannot tell (``OutcomeUnknown`` is raised)."""
-    with db.session() as session:
-        row = session.get(Delivery, delivery_id)
-        if row is None or row.status != DeliveryStatus.SENDING or row.channel != Channel.SLACK_BOT:
-            raise NotStuck(f"delivery {delivery_id} is not a stuck Slack bot claim; left as it is")
-        subscriber = session.get(Subscriber, row.subscriber_id)
-        destination, since = (subscriber.slack_channel if subscriber else None) or "", row.created_at
-        outcome = DeliveryOutcome(row.subscriber_id, row.digest_date, Outcome.SENT)
-    receipt = transport.find(destination, delivery_key(outcome.subscriber_id, outcome.digest_date), since)
-    if receipt is not None:
-        return record_sent(db, outcome, receipt, now)
-    with db.session() as session:
-        release_claim(session, delivery_id)
-    return dataclasses.replace(outcome, status=Outcome.FAILED, reason="not in the channel: released")
-
-
-def release_claim(session: Session, delivery_id: int) -> Delivery:
-    """Delete one stuck claim (and, by cascade, its papers) so that day's digest can be sent again.
-
-    Only an operator who has checked (mail log, the Slack channel) can say a claim was lost.
-    """
-    row = session.get(Delivery, delivery_id)
-    if row is None:
-        raise NotStuck(f"no delivery with id {delivery_id}")
-    if row.status != DeliveryStatus.SENDING:
-        raise NotStuck(
-            f"delivery {delivery_id} is '{row.status}', not a stuck 'sending' claim; left as it is"
-        )
-    session.delete(row)
-    session.flush()
-    return row

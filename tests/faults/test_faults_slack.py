@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from digest.config import load_settings
 from digest.deliver import slack
-from digest.deliver.ledger import stuck_states
+from digest.deliver.repair import stuck_states
 from digest.dispatch import send_digest
 from digest.models import Delivery
 from digest.subscribers import create_subscriber

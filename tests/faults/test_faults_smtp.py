@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from digest.cli import main
 from digest.config import load_settings
-from digest.deliver.ledger import stuck_states
+from digest.deliver.repair import stuck_states
 from digest.dispatch import send_digest, send_many
 from digest.models import Delivery, Subscriber, utcnow
 from digest.subscribers import create_subscriber
