@@ -293,6 +293,10 @@ class KeywordExpansion(Base):
     keywords: Mapped[list[str]] = mapped_column(default=list)
     papers: Mapped[list[int]] = mapped_column(default=list)
     scanned_to: Mapped[int] = mapped_column(Integer, default=0)
+    # The weights of a subscriber with these keywords and no rating, derived under a corpus of
+    # ``weights_basis`` papers (``digest.rank.cache.keyword_weights``).
+    weights: Mapped[bytes | None] = mapped_column(LargeBinary)
+    weights_basis: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 
 

@@ -2,15 +2,21 @@
 
 A token binds subscriber + paper (when there is one) + action and carries its signing time, so a
 tampered, expired or wrong-action token is refused (``BadToken`` says which). Tokens are signed with
-``Settings.secret`` through itsdangerous; nothing is stored server-side.
+``Settings.secret`` through itsdangerous; nothing is stored server-side. A digest carries about 22 of them,
+so they are itsdangerous' plain timestamped signatures of ``action.subscriber[.paper]`` (the JSON
+serializer measured 36 µs a token, this 5 µs); tokens of the serializer's form, from older digests, are
+still read until they expire.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import re
+from collections.abc import Callable
 from typing import Literal
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
 Action = Literal["up", "down", "preferences", "unsubscribe", "confirm"]
 ACTIONS: frozenset[str] = frozenset({"up", "down", "preferences", "unsubscribe", "confirm"})
@@ -18,7 +24,9 @@ FEEDBACK_ACTIONS: frozenset[str] = frozenset({"up", "down"})
 # Unsubscribe links never expire: an old digest's unsubscribe must keep working (CAN-SPAM asks for at
 # least 30 days; a subscriber digging out a months-old mail expects it too). The token can do nothing else.
 NON_EXPIRING: frozenset[str] = frozenset({"unsubscribe"})
-SALT = "digest.link.v1"
+SALT = "digest.link.v1"  # the serializer's tokens (older digests)
+SALT_V2 = "digest.link.v2"
+PAYLOAD = re.compile(r"^([a-z]+)\.([1-9][0-9]{0,18})(?:\.([1-9][0-9]{0,18}))?$")
 # Ids are database integers: SQLite's and PostgreSQL's bigint end here (a larger one cannot be bound).
 MAX_ID = 2**63 - 1
 
@@ -41,35 +49,55 @@ class Token:
 class Signer:
     def __init__(self, secret: str, max_age_days: int = 60) -> None:
         self._serializer = URLSafeTimedSerializer(secret, salt=SALT)
+        self._signer = TimestampSigner(secret, salt=SALT_V2, digest_method=hashlib.sha256)
         self.max_age_seconds = max_age_days * 86400
 
     def dumps(self, action: Action, subscriber_id: int, paper_id: int | None = None) -> str:
         if action not in ACTIONS:
             raise ValueError(f"unknown token action {action!r}")
-        payload: list[object] = [action, subscriber_id] + ([paper_id] if paper_id is not None else [])
-        return self._serializer.dumps(payload)
+        payload = f"{action}.{subscriber_id}" + (f".{paper_id}" if paper_id is not None else "")
+        return self._signer.sign(payload).decode("ascii")
 
     def loads(self, token: str, allowed: frozenset[str] | set[str]) -> Token:
         """Check signature, expiry and action; raise BadToken naming what is wrong."""
-        payload = self._unsign(token)
-        parsed = _parse(payload)
+        parsed, age_checked = self._unsign(token)
         if parsed.action not in allowed:
             raise BadToken(f"this link is for '{parsed.action}', not for this page")
         if parsed.action not in NON_EXPIRING:
-            self._check_age(token)
+            age_checked()
         return parsed
 
-    def _unsign(self, token: str) -> object:
+    def _unsign(self, token: str) -> tuple[Token, Callable[[], None]]:
         try:
-            return self._serializer.loads(token)
+            payload = self._signer.unsign(token).decode("ascii")
+        except (BadSignature, UnicodeError):
+            return self._unsign_serialized(token)
+        return _parse_plain(payload), lambda: self._check_age(
+            lambda: self._signer.unsign(token, self.max_age_seconds)
+        )
+
+    def _unsign_serialized(self, token: str) -> tuple[Token, Callable[[], None]]:
+        try:
+            payload = self._serializer.loads(token)
         except BadSignature:
             raise BadToken("the link is not valid (it was changed or cut short)") from None
+        check = lambda: self._check_age(lambda: self._serializer.loads(token, max_age=self.max_age_seconds))  # noqa: E731
+        return _parse(payload), check
 
-    def _check_age(self, token: str) -> None:
+    @staticmethod
+    def _check_age(unsign: Callable[[], object]) -> None:
         try:
-            self._serializer.loads(token, max_age=self.max_age_seconds)
+            unsign()
         except SignatureExpired:
             raise BadToken("the link has expired") from None
+
+
+def _parse_plain(payload: str) -> Token:
+    found = PAYLOAD.match(payload)
+    if found is None:
+        raise BadToken("the link is not valid")
+    action, subscriber, paper = found.groups()
+    return _parse([action, int(subscriber), *([int(paper)] if paper else [])])
 
 
 def _parse(payload: object) -> Token:

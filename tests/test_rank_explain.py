@@ -4,7 +4,7 @@ import pytest
 from rank_papers import PAPERS
 
 from digest.rank.corpus import Corpus
-from digest.rank.explain import explain, top_terms
+from digest.rank.explain import entries, explain, top_terms
 from digest.rank.model import Profile
 from digest.rank.weights import Weights
 
@@ -14,7 +14,8 @@ TEXTS = [f"{t}\n{a}" for t, a in PAPERS]
 def why(profile: Profile, corpus: Corpus, paper: int, title_of=lambda i: PAPERS[i][0]) -> str:  # type: ignore[no-untyped-def]
     """The line a digest gives for ``paper``, from the weights it reads for ``profile``."""
     weights = Weights.of(profile.parts(corpus), profile.keywords)
-    return explain(weights, corpus.matrix[paper], corpus.own([paper]), TEXTS[paper], corpus.rows_of, title_of)
+    row, own = entries(corpus.matrix[paper]), entries(corpus.own([paper]))
+    return explain(weights, row, own, TEXTS[paper], corpus.rows_of, title_of)
 
 
 @pytest.fixture
@@ -48,6 +49,7 @@ def test_a_long_liked_title_is_shortened_at_a_word_boundary(corpus: Corpus) -> N
 
 def test_top_terms_are_the_papers_words_that_weigh_most_in_its_score(corpus: Corpus) -> None:
     weights = Profile(["robot grasping"]).weights(corpus)
-    terms = top_terms(corpus.own([8]), weights, TEXTS[8], limit=2)
+    weights = entries(weights)
+    terms = top_terms(entries(corpus.own([8])), weights, TEXTS[8], limit=2)
     assert terms[0] in {"robot", "grasping", "robot arm", "grasps"} and len(terms) == 2
-    assert top_terms(corpus.own([8]), weights, "", limit=2) == []
+    assert top_terms(entries(corpus.own([8])), weights, "", limit=2) == []

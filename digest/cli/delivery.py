@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -23,6 +24,9 @@ from digest.deliver.transports import Transports, delivers_for_real
 from digest.errors import DigestError
 from digest.models import Channel, Subscriber, utcnow
 from digest.subscribers import find_subscriber, find_subscriber_ids, subscriber_channels
+
+if TYPE_CHECKING:  # the dispatch room loads numpy/scipy: only for the commands that rank
+    from digest.dispatch import BatchReport
 
 NO_BASE_URL = (
     "DIGEST_BASE_URL is not set, so the digest's links would point at {url}, an address only this machine "
@@ -57,9 +61,24 @@ SLACK_STEP = "`digest deliveries settle` looks it up in the Slack channel"
 @click.option("--subscriber", "reference", help="One subscriber: id, email address or Slack channel id.")
 @click.option("--date", "day", help="Digest date YYYY-MM-DD (default: each subscriber's local today).")
 @click.option("--dry-run", is_flag=True, help="Pick and render, send and record nothing.")
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes sending chunks at once (default: one per core, at most 4).",
+)
+@click.option("--quiet", is_flag=True, help="Only the counts: no line (or JSON entry) per subscriber.")
 @click.option("--json", "as_json", is_flag=True, help="Last line: JSON counts and per-subscriber outcomes.")
 @pass_context
-def send(app: Context, reference: str | None, day: str | None, dry_run: bool, as_json: bool) -> None:
+def send(
+    app: Context,
+    reference: str | None,
+    day: str | None,
+    dry_run: bool,
+    processes: int | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
     """Send today's digest now to every active subscriber (or one); never twice for the same day."""
     from digest.dispatch import send_many  # ranks: numpy/scipy load only for the commands that rank
 
@@ -69,8 +88,15 @@ def send(app: Context, reference: str | None, day: str | None, dry_run: bool, as
     if reference is not None and not ids:
         raise click.ClickException(f"no subscriber matches {reference!r}")
     check_links(app, ids, dry_run=dry_run)
-    report = send_many(app.db, app.settings, ids, digest_date=digest_date, dry_run=dry_run)
-    for outcome in report.outcomes:
+    processes = processes or min(os.cpu_count() or 1, 4)
+    report = send_many(
+        app.db, app.settings, ids, digest_date=digest_date, dry_run=dry_run, processes=processes
+    )
+    _report_send(report, quiet, as_json)
+
+
+def _report_send(report: BatchReport, quiet: bool, as_json: bool) -> None:
+    for outcome in [] if quiet else report.outcomes:
         detail = f" ({outcome.reason})" if outcome.reason else ""
         click.echo(
             f"subscriber {outcome.subscriber_id} {outcome.digest_date}: {outcome.status}"
@@ -78,7 +104,9 @@ def send(app: Context, reference: str | None, day: str | None, dry_run: bool, as
         )
     counts = report.counts()
     if as_json:
-        emit_json({**counts, "outcomes": [outcome.as_dict() for outcome in report.outcomes]})
+        outcomes = [] if quiet else [outcome.as_dict() for outcome in report.outcomes]
+        phases = {name: round(seconds, 3) for name, seconds in report.phases.seconds.items()}
+        emit_json({**counts, "outcomes": outcomes, "phases": phases})
     else:
         click.echo(", ".join(f"{status} {number}" for status, number in counts.items()))
     if counts["failed"] or counts["unknown"]:

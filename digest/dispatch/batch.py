@@ -30,6 +30,7 @@ from digest.deliver.transports import Transports
 from digest.dispatch.leases import reschedule_failed
 from digest.models import Outcome, Subscriber, utcnow
 from digest.rank import pick_many
+from digest.rank.library import Deferred
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,7 @@ def send_chunk(
     """Send each (subscriber, digest date) of ``work`` at most once; outcomes in the order of ``work``."""
     phases = phases or Phases()
     outcomes = {sid: DeliveryOutcome(sid, day, Outcome.FAILED) for sid, day in work}
+    deferred = Deferred()  # picking writes nothing: many processes pick at once, then write in turn
     with phases.timed("read"), db.session() as session:
         subscribers = {
             s.id: s for s in session.scalars(select(Subscriber).where(Subscriber.id.in_(outcomes)))
@@ -84,7 +86,9 @@ def send_chunk(
             else:
                 outcomes[sid] = done
         with phases.timed("pick"):
-            picks = pick_many(session, settings, todo, now=now)
+            picks = pick_many(session, settings, todo, now=now, deferred=deferred)
+    with phases.timed("ledger"), db.write_session() as session:
+        deferred.write(session)
     with phases.timed("render"):
         rendered = compose_picks(settings, todo, picks, [outcomes[s.id].digest_date for s in todo], now)
     result = ChunkResult([])

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import gc
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -34,8 +35,10 @@ from digest.ingest.entries import ParsedDigest
 from digest.models import Appearance, DigestFile, FileStatus, Paper, utcnow
 from digest.owner import Holder, holder_state, this_process
 from digest.rank.corpus import paper_text
-from digest.rank.library import NewPaper, index_papers, revise_papers
+from digest.rank.library import NewPaper, prepare_index, revise_papers, write_index
 from digest.rank.store import StatisticsChanged
+
+log = logging.getLogger(__name__)
 
 CHUNK_ENTRIES = 2_000  # about 0.1 s of SQLite's write lock for small entries
 # Between two chunks on SQLite: room for a writer waiting in another thread or process (a vote) to take
@@ -125,7 +128,7 @@ def _chunk_with_retry(
     for attempt in range(1, CHUNK_ATTEMPTS + 1):
         try:
             counts = _chunk(db, parsed, progress, start, on_chunk)
-        except (IntegrityError, StatisticsChanged):
+        except IntegrityError:
             if attempt == CHUNK_ATTEMPTS:
                 raise
             continue
@@ -164,17 +167,32 @@ def _chunk(
         stored = _write(session, merger, progress)
         counts = (merger.new, merger.duplicate, merger.enriched)
         _advance(session, progress.digest_file_id, counts, last=last, entries=len(entries))
-        _index(session, stored, db.settings.recency_days)
         if on_chunk is not None:
             on_chunk(session, stored)
+    _index(db, stored, db.settings.recency_days)
     return (*counts, len(stored.listed_ids))
 
 
-def _index(session: Session, stored: StoredChunk, window_days: float) -> None:
-    """Count the chunk's new papers in the corpus statistics, and the papers whose text it completed."""
-    grown = [paper for paper in stored.filled if {"title", "abstract"} & paper.changes.keys()]
-    index_papers(session, [_new_paper(paper) for paper in stored.new], window_days)
-    revise_papers(session, [_new_paper(paper) for paper in grown])
+def _index(db: Database, stored: StoredChunk, window_days: float) -> None:
+    """Count the chunk's new papers in the corpus statistics, and the papers whose text it completed.
+
+    The hashing, the neighbours and the encoding happen before the write lock is taken, which is then held
+    for two statements. A paper left unindexed (a crash just before, another process's statistics write
+    won three times) is indexed where its row is first needed (``digest.rank.library.index_stored``)."""
+    new = [_new_paper(paper) for paper in stored.new]
+    grown = [_new_paper(paper) for paper in stored.filled if {"title", "abstract"} & paper.changes.keys()]
+    for _ in range(CHUNK_ATTEMPTS):
+        with db.session() as session:
+            prepared = prepare_index(session, new, window_days)
+        try:
+            with _collector_paused(), db.write_session() as session:
+                if prepared is not None:
+                    write_index(session, prepared)
+                revise_papers(session, grown)
+            return
+        except StatisticsChanged:
+            continue
+    log.warning("ingest: %d new papers left to be counted when first used", len(new))
 
 
 def _new_paper(paper: KnownPaper) -> NewPaper:

@@ -13,11 +13,12 @@ import threading
 from collections.abc import Sequence
 
 from cachetools import LRUCache
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from digest.models import Feedback, Subscriber, SubscriberModel, utcnow
-from digest.rank.library import LibraryView
+from digest.rank import store
+from digest.rank.library import Deferred, LibraryView
 from digest.rank.model import Profile
 from digest.rank.rated import IDF_DRIFT
 from digest.rank.weights import Weights
@@ -139,12 +140,25 @@ def weights_for(view: LibraryView, subscribers: Sequence[Subscriber]) -> dict[in
 
 
 def keyword_weights(view: LibraryView, keywords: list[str]) -> Weights:
-    """A subscriber who rated nothing: weights shared by all with these keywords (per corpus version)."""
-    key = ("keyword weights", tuple(keywords), view.version)
-    cached = view.memo.get(key)
-    if not isinstance(cached, Weights):
-        cached = view.memo[key] = Weights.of(Profile(keywords).parts(view), keywords)
-    return cached
+    """The weights of a subscriber who rated nothing: shared by every subscriber with these keywords, and
+    derived again only when the corpus grew past ``IDF_DRIFT`` since (as a rated model's are)."""
+    key = ("keyword weights", tuple(keywords))
+    cached = view.lasting.get(key) or _stored_keyword_weights(view, tuple(keywords))
+    if isinstance(cached, tuple) and len(view) <= cached[1] * (1 + IDF_DRIFT):
+        view.lasting[key] = cached
+        return cached[0]
+    weights = Weights.of(Profile(keywords).parts(view), keywords)
+    view.lasting[key] = (weights, len(view))
+    if view.deferred is not None:
+        view.deferred.keyword_weights[tuple(keywords)] = (weights.to_bytes(), len(view))
+    else:
+        store.store_keyword_weights(view.session, tuple(keywords), weights.to_bytes(), len(view))
+    return weights
+
+
+def _stored_keyword_weights(view: LibraryView, keywords: tuple[str, ...]) -> tuple[Weights, int] | None:
+    found = store.stored_keyword_weights(view.session, keywords)
+    return None if found is None else (Weights.from_bytes(found[0]), found[1])
 
 
 def _current(view: LibraryView, subscriber: Subscriber, model: SubscriberModel | None) -> Weights | None:
@@ -164,10 +178,9 @@ def _derive(view: LibraryView, subscriber: Subscriber, model: SubscriberModel | 
     weights = Weights.of(profile.parts(view), profile.keywords)
     if model is not None:
         # Only beside the state they come from: a vote stored meanwhile makes them stale anyway.
-        view.session.execute(
-            update(SubscriberModel)
-            .where(SubscriberModel.subscriber_id == subscriber.id, SubscriberModel.version == model.version)
-            .values(weights=weights.to_bytes(), weights_version=model.version, weights_basis=len(view))
-            .execution_options(synchronize_session=False)
-        )
+        row = {"sid": subscriber.id, "seen": model.version, "blob": weights.to_bytes(), "basis": len(view)}
+        if view.deferred is not None:
+            view.deferred.weights.append(row)
+        else:
+            Deferred(weights=[row]).write(view.session)
     return weights

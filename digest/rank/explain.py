@@ -10,18 +10,27 @@ from functools import lru_cache
 import numpy as np
 import scipy.sparse as sp
 
-from digest.rank.tfidf import ANALYZER, phrase_pattern, term_columns
-from digest.rank.vectors import sparse_dot, values_at
+from digest.rank.tfidf import ANALYZER, N_FEATURES, phrase_pattern, term_columns
+from digest.rank.vectors import sparse_dot
 from digest.rank.weights import Weights
 
 TITLE_CHARS = 80  # a liked paper's title is shortened to this many characters
 LIKED_COMPARED = 50  # the nearest liked paper is looked for among the latest this many (bounds the cost)
 
 
+Entries = tuple[np.ndarray, np.ndarray]  # a sparse row as its (sorted) columns and values
+
+
+def entries(row: sp.csr_matrix) -> Entries:
+    """A 1 x N row as its sorted columns and values."""
+    order = np.argsort(row.indices, kind="stable")
+    return row.indices[order].astype(np.int64), row.data[order]
+
+
 def explain(
     weights: Weights,
-    row: sp.csr_matrix,
-    own: sp.csr_matrix,
+    row: Entries,
+    own: Entries,
     text: str,
     liked_rows: Callable[[tuple[Hashable, ...]], sp.csr_matrix],
     title_of: Callable[[Hashable], str],
@@ -29,16 +38,30 @@ def explain(
     """A short, true reason why ``weights`` scored the paper (its ``row``, its ``own`` row, its ``text``):
     the liked paper nearest to it when the ratings drove its score more than the keywords, otherwise the
     keywords and terms that scored it."""
-    from_likes = float(sparse_dot(row, weights.sparse(weights.learned))[0])
-    from_keywords = weights.keyword_weight * float(sparse_dot(row, weights.sparse(weights.keywords))[0])
+    from_likes = _dot(row, weights.columns, weights.learned)
+    from_keywords = weights.keyword_weight * _dot(row, weights.columns, weights.keywords)
     if weights.liked and from_likes >= from_keywords:
         latest = weights.liked[-LIKED_COMPARED:]
-        nearest = latest[int(np.argmax(sparse_dot(liked_rows(latest), row)))]
+        paper = sp.csr_matrix((row[1], row[0], [0, row[0].size]), shape=(1, N_FEATURES))
+        nearest = latest[int(np.argmax(sparse_dot(liked_rows(latest), paper)))]
         return f"similar to “{textwrap.shorten(title_of(nearest), TITLE_CHARS, placeholder='…')}” you liked"
-    return _terms_reason(list(weights.terms), own, weights.sparse(), text)
+    return _terms_reason(list(weights.terms), own, (weights.columns, weights.values), text)
 
 
-def _terms_reason(keywords: list[str], row: sp.csr_matrix, weights: sp.csr_matrix, text: str) -> str:
+def _dot(row: Entries, columns: np.ndarray, values: np.ndarray) -> float:
+    """The dot product of a row with a vector over sorted ``columns``."""
+    return float((row[1] * _at(columns, values, row[0])).sum())
+
+
+def _at(columns: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """``values`` at the ``wanted`` columns (0 where ``columns`` lacks one)."""
+    if columns.size == 0:
+        return np.zeros(wanted.size, dtype=np.float64)
+    at = np.minimum(np.searchsorted(columns, wanted), columns.size - 1)
+    return np.where(columns[at] == wanted, values[at], 0.0)
+
+
+def _terms_reason(keywords: list[str], row: Entries, weights: Entries, text: str) -> str:
     matched = [k for k in keywords if phrase_pattern(k).search(text)]
     terms = top_terms(row, weights, text, limit=3)
     if matched:
@@ -50,13 +73,13 @@ def _terms_reason(keywords: list[str], row: sp.csr_matrix, weights: sp.csr_matri
     return f"terms you rated up: {', '.join(terms)}" if terms else "close to your profile"
 
 
-def top_terms(row: sp.csr_matrix, weights: sp.csr_matrix, text: str, limit: int) -> list[str]:
+def top_terms(row: Entries, weights: Entries, text: str, limit: int) -> list[str]:
     """The paper's word terms with the largest positive contribution to weights · row, none contained in
     another one chosen."""
     terms, columns = _text_terms(text)
     if not terms:
         return []
-    contribution = values_at(row, columns) * values_at(weights, columns)
+    contribution = _at(*row, columns) * _at(*weights, columns)
     order = [i for i in np.argsort(-contribution, kind="stable") if contribution[i] > 0]
     chosen: list[str] = []
     for i in order:

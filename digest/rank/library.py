@@ -10,16 +10,17 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 from cachetools import LRUCache
-from sqlalchemy import select
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from digest.models import Paper, PaperTerms
+from digest.models import Paper, PaperTerms, SubscriberModel
 from digest.rank import store
 from digest.rank.corpus import MIN_BORROW, borrowing_share, nearest, paper_text, smoothed
 from digest.rank.statistics import CorpusStatistics
@@ -29,6 +30,7 @@ COUNTS_CACHE = 5_000  # decoded papers kept per process (~7 KB each for an abstr
 # A short new paper's neighbours are looked for among the papers that arrive with it and at most this many
 # of the window's latest: the search is bounded by the day's papers, whatever a file's size.
 NEIGHBOUR_POOL = 5_000
+DEFAULT_WINDOW = dt.timedelta(days=7)  # the candidate window before the service has built one
 
 
 @dataclass
@@ -50,7 +52,11 @@ class Library:
         self.stamp: tuple[int, str] | None = None
         self.counts: LRUCache[int, tuple[sp.csr_matrix, tuple[int, ...]]] = LRUCache(maxsize=COUNTS_CACHE)
         self.memo: dict[Hashable, object] = {}  # per statistics version (keyword expansions)
+        # Kept across versions: values that say themselves when they are stale (keyword weights' basis).
+        self.lasting: LRUCache[Hashable, object] = LRUCache(maxsize=100_000)
         self.windows: dict[Hashable, object] = {}  # the candidate windows (``digest.rank.window``)
+        self.window_start: dt.datetime | None = None  # where the last candidate window began
+        self.current: Any = None  # that window (``digest.rank.window.Window``), while the statistics hold
 
     def refresh(self, session: Session) -> None:
         """Read the statistics again if they are not the ones the database holds now."""
@@ -60,34 +66,65 @@ class Library:
         with self.lock:
             self.statistics, state = store.load_statistics(session)
             self.stamp = None if state is None else (state.version, state.stamp)
-            self.memo, self.windows = {}, {}
+            self.memo, self.windows, self.current = {}, {}, None
 
     def adopt(self, statistics: CorpusStatistics, stamp: tuple[int, str]) -> None:
         """Statistics this process just wrote (a rolled-back write shows as a stamp the database lacks)."""
         with self.lock:
             self.statistics, self.stamp = statistics, stamp
-            self.memo, self.windows = {}, {}
+            self.memo, self.windows, self.current = {}, {}, None
 
 
 _LIBRARIES: dict[str, Library] = {}
 _LOCK = threading.Lock()
 
 
-def library_for(session: Session) -> LibraryView:
-    """This database's corpus, current, seen through ``session``."""
+def library_for(session: Session, deferred: Deferred | None = None) -> LibraryView:
+    """This database's corpus, current, seen through ``session`` (``deferred``: where a pick leaves its
+    writes)."""
     url = session.get_bind().url.render_as_string(hide_password=True)
     with _LOCK:
         library = _LIBRARIES.setdefault(url, Library(url))
     library.refresh(session)
-    return LibraryView(library, session)
+    return LibraryView(library, session, deferred)
+
+
+@dataclass
+class Deferred:
+    """Writes a pick may leave for later, so that many processes picking at once hold no write lock while
+    they pick: derived weights to store beside their models, keyword sets' best matches."""
+
+    weights: list[dict[str, object]] = field(default_factory=list)
+    matches: dict[tuple[str, ...], tuple[list[int], int]] = field(default_factory=dict)
+    keyword_weights: dict[tuple[str, ...], tuple[bytes, int]] = field(default_factory=dict)
+
+    def write(self, session: Session) -> None:
+        """Store them (in the caller's, short, transaction); a model voted on meanwhile keeps its state."""
+        if self.weights:
+            table = SubscriberModel.__table__  # executemany through Core: the ORM wants primary keys
+            session.execute(
+                update(table)
+                .where(table.c.subscriber_id == bindparam("sid"), table.c.version == bindparam("seen"))
+                .values(
+                    weights=bindparam("blob"),
+                    weights_version=bindparam("seen"),
+                    weights_basis=bindparam("basis"),
+                ),
+                self.weights,
+            )
+        for keywords, (papers, marker) in self.matches.items():
+            store.store_matches(session, keywords, papers, marker)
+        for keywords, (blob, basis) in self.keyword_weights.items():
+            store.store_keyword_weights(session, keywords, blob, basis)
 
 
 class LibraryView:
     """A library seen through one session: the corpus interface the subscriber model asks for
-    (``digest.rank.source.PaperSource``), reading and writing in that session's transaction."""
+    (``digest.rank.source.PaperSource``), reading and writing in that session's transaction (or, with
+    ``deferred``, leaving the writes of a pick for later)."""
 
-    def __init__(self, library: Library, session: Session) -> None:
-        self.library, self.session = library, session
+    def __init__(self, library: Library, session: Session, deferred: Deferred | None = None) -> None:
+        self.library, self.session, self.deferred = library, session, deferred
 
     @property
     def identity(self) -> Hashable:
@@ -105,6 +142,10 @@ class LibraryView:
     def memo(self) -> dict[Hashable, object]:
         return self.library.memo
 
+    @property
+    def lasting(self) -> LRUCache[Hashable, object]:
+        return self.library.lasting
+
     def __len__(self) -> int:
         return self.statistics.papers
 
@@ -117,9 +158,16 @@ class LibraryView:
         return [i for i in ids if int(i) in counts]  # type: ignore[call-overload]
 
     def rows_of(self, ids: Sequence[Hashable], *, cache: bool = True) -> sp.csr_matrix:
-        """The papers' rows under the current IDF, short ones smoothed by their neighbours (``cache``:
-        keep their decoded counts for the next call)."""
+        """The papers' rows under the current IDF, short ones smoothed by their neighbours: those of the day's
+        window as it holds them, the others weighed from their stored counts (``cache``: keep the decoded
+        counts for the next call)."""
         wanted = [int(i) for i in ids]  # type: ignore[call-overload]
+        window = self.library.current
+        if window is not None and wanted and all(i in window.position for i in wanted):
+            return window.rows[[window.position[i] for i in wanted]]
+        return self._weighed(wanted, cache)
+
+    def _weighed(self, wanted: list[int], cache: bool) -> sp.csr_matrix:
         counts = self._counts(wanted, cache)
         neighbours = [counts[i][1] for i in wanted]
         around = sorted({n for found in neighbours for n in found} - set(wanted))
@@ -141,19 +189,26 @@ class LibraryView:
         return self.statistics.terms.weigh(sp.vstack(rows, format="csr"))
 
     def newer_than(self, marker: int) -> tuple[list[Hashable], int]:
-        """Papers stored after paper ``marker`` (ids grow), at most those of the candidate window."""
-        start = self.library.windows.get("start")
-        query = select(Paper.id).where(Paper.id > marker).order_by(Paper.id)
-        if isinstance(start, dt.datetime):
-            query = query.where(Paper.first_seen_at >= start)
+        """Papers stored after paper ``marker`` (ids grow), and only those of the candidate window (the last
+        one built, else the week before the newest paper): a keyword set's matches never scan the history."""
+        start = self.library.window_start or self._default_start()
+        query = select(Paper.id).where(Paper.id > marker, Paper.first_seen_at >= start).order_by(Paper.id)
         ids = list(self.session.scalars(query))
         return ids, max([marker, *ids])  # type: ignore[return-value]
+
+    def _default_start(self) -> dt.datetime:
+        newest = self.session.scalar(select(func.max(Paper.first_seen_at)))
+        return (newest or dt.datetime.min + DEFAULT_WINDOW) - DEFAULT_WINDOW
 
     def matches(self, keywords: tuple[str, ...]) -> tuple[list[Hashable], int] | None:
         return store.stored_matches(self.session, keywords)  # type: ignore[return-value]
 
     def keep_matches(self, keywords: tuple[str, ...], papers: list[Hashable], marker: int) -> None:
-        store.store_matches(self.session, keywords, [int(p) for p in papers], marker)  # type: ignore[call-overload]
+        ids = [int(p) for p in papers]  # type: ignore[call-overload]
+        if self.deferred is not None:
+            self.deferred.matches[keywords] = (ids, marker)
+        else:
+            store.store_matches(self.session, keywords, ids, marker)
 
     def background_mean(self) -> np.ndarray | None:
         return self.statistics.background_mean()
@@ -203,12 +258,36 @@ def index_stored(session: Session, ids: Sequence[int], window_days: float = 7.0)
     return 0
 
 
+@dataclass
+class Prepared:
+    """New papers counted, ready to store: the work of ``prepare_index`` without a write lock held."""
+
+    statistics: CorpusStatistics
+    read: tuple[int, str] | None
+    counts: dict[int, tuple[bytes, tuple[int, ...]]]
+    encoded: dict[str, object]
+
+
 def index_papers(session: Session, papers: Sequence[NewPaper], window_days: float) -> None:
-    """Count new papers in the statistics and store their counts, in the caller's transaction: hash them,
-    find the short ones' neighbours among them and the window's papers, add their rows to the corpus mean.
+    """Count new papers in the statistics and store their counts, in the caller's transaction.
     Raises ``store.StatisticsChanged`` if another process wrote the statistics meanwhile (retry)."""
+    prepared = prepare_index(session, papers, window_days)
+    if prepared is not None:
+        write_index(session, prepared)
+
+
+def prepare_index(session: Session, papers: Sequence[NewPaper], window_days: float) -> Prepared | None:
+    """Hash the papers not indexed yet, find the short ones' neighbours among them and the window's
+    papers, add them and their rows to a copy of the statistics, encode it all; writes nothing."""
+    ids = [p.id for p in papers]
+    done = (
+        set(session.scalars(select(PaperTerms.paper_id).where(PaperTerms.paper_id.in_(ids))))
+        if ids
+        else set()
+    )
+    papers = [p for p in papers if p.id not in done]
     if not papers:
-        return
+        return None
     view = library_for(session)
     statistics = view.statistics.copy()
     counts = term_counts([p.text for p in papers])
@@ -216,9 +295,15 @@ def index_papers(session: Session, papers: Sequence[NewPaper], window_days: floa
     plain = statistics.terms.weigh(counts)
     neighbours, positions, pool = _borrowing(view, statistics, papers, plain, window_days)
     statistics.add_rows(smoothed(plain, positions, pool))
-    store.store_counts(session, {p.id: (counts[i], neighbours[i]) for i, p in enumerate(papers)})
-    stamp = store.save_statistics(session, statistics, view.library.stamp)
-    view.library.adopt(statistics, (statistics.version, stamp))
+    blobs = {p.id: (store.encode_counts(counts[i]), neighbours[i]) for i, p in enumerate(papers)}
+    return Prepared(statistics, view.library.stamp, blobs, store.encoded_statistics(statistics))
+
+
+def write_index(session: Session, prepared: Prepared) -> None:
+    """Store what ``prepare_index`` made (StatisticsChanged if the statistics moved since it read them)."""
+    store.store_counts(session, prepared.counts)
+    stamp = store.save_statistics(session, prepared.statistics, prepared.read, encoded=prepared.encoded)
+    library_for(session).library.adopt(prepared.statistics, (prepared.statistics.version, stamp))
 
 
 def revise_papers(session: Session, papers: Sequence[NewPaper]) -> None:

@@ -21,7 +21,7 @@ from digest.config import Settings
 from digest.models import DeliveryItem, Feedback, Paper, Subscriber, utcnow
 from digest.rank.cache import weights_for
 from digest.rank.explain import explain
-from digest.rank.library import LibraryView, library_for
+from digest.rank.library import Deferred, LibraryView, library_for
 from digest.rank.scoring import Request, pick_block
 from digest.rank.weights import Weights
 from digest.rank.window import Window, build_window
@@ -54,11 +54,13 @@ def pick_many(
     now: dt.datetime | None = None,
     k: int | None = None,
     window: Window | None = None,
+    deferred: Deferred | None = None,
 ) -> list[list[Pick]]:
-    """Each subscriber's picks (``k``, else their digest size, else the default), in order."""
+    """Each subscriber's picks (``k``, else their digest size, else the default), in order. ``deferred``:
+    collect the writes picking makes (derived weights, keyword matches) there instead of making them."""
     since = (now or utcnow()) - dt.timedelta(days=settings.recency_days)
     window = window or build_window(session, since)
-    view = library_for(session)
+    view = library_for(session, deferred)
     fresh = window.fresh(np.datetime64(since))
     seen = _seen(session, [s.id for s in subscribers], window)
     weights = weights_for(view, subscribers)
@@ -121,8 +123,7 @@ def _picks(
 
 
 def _why(view: LibraryView, window: Window, weights: Weights, i: int, titles: _Titles) -> str:
-    row, own = window.rows[i], window.own[i]
-    return explain(weights, row, own, window.texts[i], view.rows_of, titles)
+    return explain(weights, window.entries(i), window.own_entries(i), window.texts[i], view.rows_of, titles)
 
 
 class _Titles:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from digest.models import CorpusState, KeywordExpansion, PaperTerms, utcnow
@@ -66,12 +66,14 @@ def stored_counts(session: Session, ids: Iterable[int]) -> dict[int, tuple[bytes
     return found
 
 
-def store_counts(session: Session, rows: dict[int, tuple[sp.csr_matrix, tuple[int, ...]]]) -> None:
-    """Store new papers' counts (and the neighbours a short one borrows from)."""
-    session.add_all(
-        PaperTerms(paper_id=paper_id, counts=encode_counts(counts), neighbours=list(neighbours) or None)
-        for paper_id, (counts, neighbours) in rows.items()
-    )
+def store_counts(session: Session, rows: dict[int, tuple[bytes, tuple[int, ...]]]) -> None:
+    """Store new papers' encoded counts (and the neighbours a short one borrows from), in one statement."""
+    if rows:
+        values = [
+            {"paper_id": paper_id, "counts": blob, "neighbours": list(neighbours) or None}
+            for paper_id, (blob, neighbours) in rows.items()
+        ]
+        session.execute(insert(PaperTerms), values)
 
 
 # --- the corpus statistics ------------------------------------------------------------------------------
@@ -102,25 +104,29 @@ def stamp_of(session: Session) -> tuple[int, str] | None:
     return None if row is None else (row[0], row[1])
 
 
-def save_statistics(
-    session: Session,
-    statistics: CorpusStatistics,
-    read: tuple[int, str] | None,
-    background_until: dt.datetime | None = None,
-) -> str:
-    """Write the statistics if nobody else did since they were ``read`` (StatisticsChanged otherwise);
-    return the new stamp."""
-    stamp = uuid.uuid4().hex
-    values = {
+def encoded_statistics(statistics: CorpusStatistics) -> dict[str, object]:
+    """The statistics as the row stores them (compressing takes a while: done before a write begins)."""
+    return {
         "version": statistics.version,
-        "stamp": stamp,
         "papers": statistics.papers,
         "df": zlib.compress(statistics.terms.df.astype(np.int32).tobytes(), 1),
         "mean_sum": zlib.compress(statistics.mean_sum.astype(np.float32).tobytes(), 1),
         "background_sum": zlib.compress(statistics.background_sum.astype(np.float32).tobytes(), 1),
         "background_papers": statistics.background_papers,
-        "updated_at": utcnow(),
     }
+
+
+def save_statistics(
+    session: Session,
+    statistics: CorpusStatistics,
+    read: tuple[int, str] | None,
+    background_until: dt.datetime | None = None,
+    encoded: dict[str, object] | None = None,
+) -> str:
+    """Write the statistics (``encoded`` already, or now) if nobody else did since they were ``read``
+    (StatisticsChanged otherwise); return the new stamp."""
+    stamp = uuid.uuid4().hex
+    values = {**(encoded or encoded_statistics(statistics)), "stamp": stamp, "updated_at": utcnow()}
     if background_until is not None:
         values["background_until"] = background_until
     if read is None:
@@ -165,3 +171,23 @@ def store_matches(session: Session, keywords: tuple[str, ...], papers: list[int]
         session.add(KeywordExpansion(key=key, keywords=list(keywords), papers=papers, scanned_to=scanned_to))
     elif scanned_to >= row.scanned_to:
         row.papers, row.scanned_to = papers, scanned_to
+
+
+def stored_keyword_weights(session: Session, keywords: tuple[str, ...]) -> tuple[bytes, int] | None:
+    row = session.execute(
+        select(KeywordExpansion.weights, KeywordExpansion.weights_basis).where(
+            KeywordExpansion.key == keywords_key(keywords)
+        )
+    ).first()
+    return None if row is None or row[0] is None else (bytes(row[0]), int(row[1] or 0))
+
+
+def store_keyword_weights(session: Session, keywords: tuple[str, ...], blob: bytes, basis: int) -> None:
+    key = keywords_key(keywords)
+    row = session.scalar(select(KeywordExpansion).where(KeywordExpansion.key == key))
+    if row is None:
+        session.add(
+            KeywordExpansion(key=key, keywords=list(keywords), papers=[], weights=blob, weights_basis=basis)
+        )
+    else:
+        row.weights, row.weights_basis = blob, basis

@@ -15,7 +15,7 @@ from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from digest.models import Paper, PaperTerms
@@ -45,6 +45,7 @@ class Window:
     generality: np.ndarray
     position: dict[Hashable, int] = field(init=False)
     _excluded: dict[tuple[str, ...], np.ndarray] = field(init=False, default_factory=dict)
+    _block: np.ndarray | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.position = {paper: i for i, paper in enumerate(self.ids)}
@@ -87,6 +88,21 @@ class Window:
             found.setdefault(int(a), set()).add(int(b))
         return {a: frozenset(b) for a, b in found.items()}
 
+    def block(self, width: int) -> np.ndarray:
+        """A zeroed float32 block of ``width`` weight vectors over the candidates' columns, kept for reuse:
+        who writes in it zeroes what they wrote (``digest.rank.scoring``). Not for two threads at once."""
+        if self._block is None or self._block.shape[1] < width:
+            self._block = np.zeros((self.columns[1].shape[1], width), dtype=np.float32)
+        return self._block
+
+    def entries(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Candidate ``i``'s row as its sorted columns and values (no matrix slicing: a pick is explained
+        by a few reads)."""
+        return _entries(self.rows, i)
+
+    def own_entries(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        return _entries(self.own, i)
+
     def excluded(self, words: tuple[str, ...]) -> np.ndarray:
         """Which candidates mention any of ``words`` (whole words or phrases), once per list of words."""
         if not words:
@@ -101,6 +117,15 @@ class Window:
     def fresh(self, since: np.datetime64 | float) -> np.ndarray:
         """Which candidates were first seen at or after ``since``."""
         return self.first_seen >= since
+
+
+def _entries(matrix: sp.csr_matrix, i: int) -> tuple[np.ndarray, np.ndarray]:
+    begin, end = matrix.indptr[i], matrix.indptr[i + 1]
+    columns, values = matrix.indices[begin:end].astype(np.int64), matrix.data[begin:end]
+    if not matrix.has_sorted_indices:
+        order = np.argsort(columns, kind="stable")
+        columns, values = columns[order], values[order]
+    return columns, values
 
 
 def corpus_window(corpus: Corpus, ids: Sequence[Hashable], first_seen: float = 0.0) -> Window:
@@ -127,13 +152,19 @@ def build_window(session: Session, since: dt.datetime) -> Window:
     view = library_for(session)
     if age_background(view, start):
         view = library_for(session)
-    key = ("window", view.library.stamp, start)
+    # Papers stored without the ingest (by hand, or by an older version) change no statistics: the window's
+    # newest paper and size say whether it is still the one the database holds (one indexed range read).
+    newest = session.execute(
+        select(func.max(Paper.id), func.count(Paper.id)).where(Paper.first_seen_at >= start)
+    ).one()
+    key = ("window", view.library.stamp, start, tuple(newest))
     cached = view.library.windows.get(key)
     if isinstance(cached, Window):
         return cached
     window = _read_window(view, start)
     view.library.windows.clear()
-    view.library.windows.update({key: window, "start": start})
+    view.library.windows[key] = window
+    view.library.window_start, view.library.current = start, window
     return window
 
 

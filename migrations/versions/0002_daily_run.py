@@ -39,6 +39,8 @@ def upgrade() -> None:
         sa.Column("keywords", sa.JSON(), nullable=False),
         sa.Column("papers", sa.JSON(), nullable=False),
         sa.Column("scanned_to", sa.Integer(), nullable=False),
+        sa.Column("weights", sa.LargeBinary(), nullable=True),
+        sa.Column("weights_basis", sa.Integer(), nullable=True),
         sa.Column("updated_at", sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_keyword_expansions")),
         sa.UniqueConstraint("key", name=op.f("uq_keyword_expansions_key")),
