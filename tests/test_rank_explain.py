@@ -4,7 +4,7 @@ import pytest
 from rank_papers import PAPERS
 
 from digest.rank.corpus import Corpus
-from digest.rank.explain import entries, explain, top_terms
+from digest.rank.explain import entries, explain, lookup, top_terms
 from digest.rank.model import Profile
 from digest.rank.weights import Weights
 
@@ -49,7 +49,7 @@ def test_a_long_liked_title_is_shortened_at_a_word_boundary(corpus: Corpus) -> N
 
 def test_top_terms_are_the_papers_words_that_weigh_most_in_its_score(corpus: Corpus) -> None:
     weights = Profile(["robot grasping"]).weights(corpus)
-    weights = entries(weights)
+    weights = lookup(*entries(weights))
     terms = top_terms(entries(corpus.own([8])), weights, TEXTS[8], limit=2)
     assert terms[0] in {"robot", "grasping", "robot arm", "grasps"} and len(terms) == 2
     assert top_terms(entries(corpus.own([8])), weights, "", limit=2) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -27,6 +28,34 @@ def entries(row: sp.csr_matrix) -> Entries:
     return row.indices[order].astype(np.int64), row.data[order]
 
 
+Lookup = Callable[[np.ndarray], np.ndarray]  # a vector's values at the given columns
+
+
+@dataclass(frozen=True)
+class Vectors:
+    """What an explanation reads of the weights: the weight vector, what the ratings add, the keywords."""
+
+    values: Lookup
+    learned: Lookup
+    keywords: Lookup
+
+    @classmethod
+    def of(cls, weights: Weights) -> Vectors:
+        return cls(*(lookup(weights.columns, v) for v in (weights.values, weights.learned, weights.keywords)))
+
+
+def lookup(columns: np.ndarray, values: np.ndarray) -> Lookup:
+    """A vector over sorted ``columns`` read at any columns (0 where it has none)."""
+
+    def at(wanted: np.ndarray) -> np.ndarray:
+        if columns.size == 0:
+            return np.zeros(wanted.size, dtype=np.float64)
+        found = np.minimum(np.searchsorted(columns, wanted), columns.size - 1)
+        return np.where(columns[found] == wanted, values[found], 0.0)
+
+    return at
+
+
 def explain(
     weights: Weights,
     row: Entries,
@@ -34,34 +63,24 @@ def explain(
     text: str,
     liked_rows: Callable[[tuple[Hashable, ...]], sp.csr_matrix],
     title_of: Callable[[Hashable], str],
+    vectors: Vectors | None = None,
 ) -> str:
     """A short, true reason why ``weights`` scored the paper (its ``row``, its ``own`` row, its ``text``):
     the liked paper nearest to it when the ratings drove its score more than the keywords, otherwise the
-    keywords and terms that scored it."""
-    from_likes = _dot(row, weights.columns, weights.learned)
-    from_keywords = weights.keyword_weight * _dot(row, weights.columns, weights.keywords)
+    keywords and terms that scored it. ``vectors``: the weights as a digest reads them (dense over the
+    day's columns: no search per read); searched in ``weights`` otherwise."""
+    vectors = vectors or Vectors.of(weights)
+    from_likes = float(row[1] @ vectors.learned(row[0]))
+    from_keywords = weights.keyword_weight * float(row[1] @ vectors.keywords(row[0]))
     if weights.liked and from_likes >= from_keywords:
         latest = weights.liked[-LIKED_COMPARED:]
         paper = sp.csr_matrix((row[1], row[0], [0, row[0].size]), shape=(1, N_FEATURES))
         nearest = latest[int(np.argmax(sparse_dot(liked_rows(latest), paper)))]
         return f"similar to “{textwrap.shorten(title_of(nearest), TITLE_CHARS, placeholder='…')}” you liked"
-    return _terms_reason(list(weights.terms), own, (weights.columns, weights.values), text)
+    return _terms_reason(list(weights.terms), own, vectors.values, text)
 
 
-def _dot(row: Entries, columns: np.ndarray, values: np.ndarray) -> float:
-    """The dot product of a row with a vector over sorted ``columns``."""
-    return float((row[1] * _at(columns, values, row[0])).sum())
-
-
-def _at(columns: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """``values`` at the ``wanted`` columns (0 where ``columns`` lacks one)."""
-    if columns.size == 0:
-        return np.zeros(wanted.size, dtype=np.float64)
-    at = np.minimum(np.searchsorted(columns, wanted), columns.size - 1)
-    return np.where(columns[at] == wanted, values[at], 0.0)
-
-
-def _terms_reason(keywords: list[str], row: Entries, weights: Entries, text: str) -> str:
+def _terms_reason(keywords: list[str], row: Entries, weights: Lookup, text: str) -> str:
     matched = [k for k in keywords if phrase_pattern(k).search(text)]
     terms = top_terms(row, weights, text, limit=3)
     if matched:
@@ -73,13 +92,13 @@ def _terms_reason(keywords: list[str], row: Entries, weights: Entries, text: str
     return f"terms you rated up: {', '.join(terms)}" if terms else "close to your profile"
 
 
-def top_terms(row: Entries, weights: Entries, text: str, limit: int) -> list[str]:
+def top_terms(row: Entries, weights: Lookup, text: str, limit: int) -> list[str]:
     """The paper's word terms with the largest positive contribution to weights · row, none contained in
     another one chosen."""
     terms, columns = _text_terms(text)
     if not terms:
         return []
-    contribution = _at(*row, columns) * _at(*weights, columns)
+    contribution = lookup(*row)(columns) * weights(columns)
     order = [i for i in np.argsort(-contribution, kind="stable") if contribution[i] > 0]
     chosen: list[str] = []
     for i in order:

@@ -27,6 +27,7 @@ from digest.rank.statistics import CorpusStatistics
 from digest.rank.tfidf import N_FEATURES, term_counts
 
 COUNTS_CACHE = 5_000  # decoded papers kept per process (~7 KB each for an abstract)
+ROWS_CACHE = 10_000  # weighed rows kept per process (~8 KB each)
 # A short new paper's neighbours are looked for among the papers that arrive with it and at most this many
 # of the window's latest: the search is bounded by the day's papers, whatever a file's size.
 NEIGHBOUR_POOL = 5_000
@@ -54,6 +55,8 @@ class Library:
         self.memo: dict[Hashable, object] = {}  # per statistics version (keyword expansions)
         # Kept across versions: values that say themselves when they are stale (keyword weights' basis).
         self.lasting: LRUCache[Hashable, object] = LRUCache(maxsize=100_000)
+        # Weighed rows of papers outside the window (liked papers an explanation compares), this version's.
+        self.rows: LRUCache[int, sp.csr_matrix] = LRUCache(maxsize=ROWS_CACHE)
         self.windows: dict[Hashable, object] = {}  # the candidate windows (``digest.rank.window``)
         self.window_start: dt.datetime | None = None  # where the last candidate window began
         self.current: Any = None  # that window (``digest.rank.window.Window``), while the statistics hold
@@ -67,12 +70,14 @@ class Library:
             self.statistics, state = store.load_statistics(session)
             self.stamp = None if state is None else (state.version, state.stamp)
             self.memo, self.windows, self.current = {}, {}, None
+            self.rows.clear()
 
     def adopt(self, statistics: CorpusStatistics, stamp: tuple[int, str]) -> None:
         """Statistics this process just wrote (a rolled-back write shows as a stamp the database lacks)."""
         with self.lock:
             self.statistics, self.stamp = statistics, stamp
             self.memo, self.windows, self.current = {}, {}, None
+            self.rows.clear()
 
 
 _LIBRARIES: dict[str, Library] = {}
@@ -165,7 +170,14 @@ class LibraryView:
         window = self.library.current
         if window is not None and wanted and all(i in window.position for i in wanted):
             return window.rows[[window.position[i] for i in wanted]]
-        return self._weighed(wanted, cache)
+        if not cache:
+            return self._weighed(wanted, cache)
+        rows = self.library.rows
+        missing = [i for i in dict.fromkeys(wanted) if i not in rows]
+        if missing:
+            for paper, row in zip(missing, self._weighed(missing, cache), strict=True):
+                rows[paper] = row
+        return sp.vstack([rows[i] for i in wanted], format="csr") if wanted else self.weigh([])
 
     def _weighed(self, wanted: list[int], cache: bool) -> sp.csr_matrix:
         counts = self._counts(wanted, cache)

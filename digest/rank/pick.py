@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from digest.config import Settings
 from digest.models import DeliveryItem, Feedback, Paper, Subscriber, utcnow
 from digest.rank.cache import weights_for
-from digest.rank.explain import explain
+from digest.rank.explain import Vectors, explain
 from digest.rank.library import Deferred, LibraryView, library_for
 from digest.rank.scoring import Request, pick_block
 from digest.rank.weights import Weights
@@ -113,17 +113,21 @@ def _picks(
     picks = []
     for subscriber, found in zip(subscribers, chosen, strict=True):
         w = weights[subscriber.id]
-        picks.append(
-            [
-                Pick(papers[window.ids[i]], score, _why(view, window, w, i, titles))  # type: ignore[index]
-                for i, score in found
-            ]
-        )
+        with window.vectors(w) as vectors:
+            picks.append(
+                [
+                    Pick(papers[window.ids[i]], score, _why(view, window, w, vectors, i, titles))  # type: ignore[index]
+                    for i, score in found
+                ]
+            )
     return picks
 
 
-def _why(view: LibraryView, window: Window, weights: Weights, i: int, titles: _Titles) -> str:
-    return explain(weights, window.entries(i), window.own_entries(i), window.texts[i], view.rows_of, titles)
+def _why(
+    view: LibraryView, window: Window, weights: Weights, vectors: Vectors, i: int, titles: _Titles
+) -> str:
+    row, own = window.entries(i), window.own_entries(i)
+    return explain(weights, row, own, window.texts[i], view.rows_of, titles, vectors)
 
 
 class _Titles:

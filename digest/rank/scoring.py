@@ -59,11 +59,17 @@ def pick_block(window: Window, requests: Sequence[Request], floor: float) -> lis
 
 @contextmanager
 def _dense(window: Window, weights: Sequence[Weights]) -> Iterator[np.ndarray]:
-    """The weights over the window's columns, one column each (columns no candidate uses are left out), in
-    the window's own block, reused: zeroed where it was written, not allocated again (a fresh block of
-    this size costs more in page faults than the product)."""
+    """The weights over the window's columns, one column each (columns no candidate uses are left out).
+
+    A full block is the window's own, reused: zeroed where it was written, not allocated again (a fresh
+    block of this size costs more in page faults than the product); a smaller one is made for the call.
+    Either is C-contiguous, as the product wants it (a column slice would be copied at every call)."""
     local, compact = window.columns
-    block = window.block(BLOCK)
+    block = (
+        window.block(BLOCK)
+        if len(weights) == BLOCK
+        else np.zeros((compact.shape[1], len(weights)), np.float32)
+    )
     written = []
     for j, w in enumerate(weights):
         at = local[w.columns]
@@ -71,7 +77,7 @@ def _dense(window: Window, weights: Sequence[Weights]) -> Iterator[np.ndarray]:
         block[at[hit], j] = w.values[hit]
         written.append((at[hit], j))
     try:
-        yield block[:, : len(weights)]
+        yield block
     finally:
         for at, j in written:
             block[at, j] = 0.0
@@ -104,14 +110,13 @@ def choose(
     already made. Scores may be negative (the 👎 and corpus-mean parts subtract), which says nothing against
     a paper on a day when every paper is below zero, so ``floor`` only applies when it is above 0."""
     chosen: list[tuple[int, float]] = []
-    near = window.near
     candidates = np.flatnonzero(allowed)
     for i in candidates[np.argsort(-scores[candidates], kind="stable")]:
         if len(chosen) == k or (floor > 0 and scores[i] < floor):
             break
         if eligible is not None and not eligible(int(i)):
             continue
-        if int(i) in near and any(c in near[int(i)] for c, _ in chosen):
+        if any(window.near(int(i), c) for c, _ in chosen):
             continue
         chosen.append((int(i), float(scores[i])))
     return chosen

@@ -9,7 +9,8 @@ Built from the database by ``build_window`` (the service) or from an in-memory c
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -21,9 +22,11 @@ from sqlalchemy.orm import Session
 from digest.models import Paper, PaperTerms
 from digest.rank import store
 from digest.rank.corpus import Corpus, paper_text, smoothed
+from digest.rank.explain import Lookup, Vectors
 from digest.rank.library import LibraryView, index_stored, library_for
 from digest.rank.tfidf import BLOCK, N_FEATURES, phrase_pattern
 from digest.rank.vectors import row_of
+from digest.rank.weights import Weights
 
 # Two picks whose TF-IDF cosine exceeds this are near-copies (the same work under two titles, or a paper
 # and its companion); the lower-scoring one is skipped. Papers on one topic sit well below it
@@ -46,6 +49,8 @@ class Window:
     position: dict[Hashable, int] = field(init=False)
     _excluded: dict[tuple[str, ...], np.ndarray] = field(init=False, default_factory=dict)
     _block: np.ndarray | None = field(init=False, default=None)
+    _near: dict[tuple[int, int], bool] = field(init=False, default_factory=dict)
+    _vectors: np.ndarray | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.position = {paper: i for i, paper in enumerate(self.ids)}
@@ -78,15 +83,18 @@ class Window:
         bounds = np.searchsorted(owner, np.arange(len(self) + 1))
         return [found[bounds[i] : bounds[i + 1]] for i in range(len(self))]
 
-    @cached_property
-    def near(self) -> dict[int, frozenset[int]]:
-        """For each candidate with near-copies among the others (by their own rows), which ones they are."""
-        similar = (self.own @ self.own.T).tocoo()
-        pairs = (similar.data > MAX_SIMILARITY) & (similar.row != similar.col)
-        found: dict[int, set[int]] = {}
-        for a, b in zip(similar.row[pairs], similar.col[pairs], strict=True):
-            found.setdefault(int(a), set()).add(int(b))
-        return {a: frozenset(b) for a, b in found.items()}
+    def near(self, i: int, j: int) -> bool:
+        """Whether candidates ``i`` and ``j`` are near-copies (by their own rows): read when a pick is
+        weighed against the picks already made, and kept, as every subscriber asks about the same few
+        top candidates (all pairs at once would be a product of the window with itself)."""
+        pair = (i, j) if i < j else (j, i)
+        found = self._near.get(pair)
+        if found is None:
+            columns, values = self.own_entries(pair[0])
+            other_columns, other_values = self.own_entries(pair[1])
+            _, a, b = np.intersect1d(columns, other_columns, assume_unique=True, return_indices=True)
+            found = self._near[pair] = float(values[a] @ other_values[b]) > MAX_SIMILARITY
+        return found
 
     def block(self, width: int) -> np.ndarray:
         """A zeroed float32 block of ``width`` weight vectors over the candidates' columns, kept for reuse:
@@ -94,6 +102,31 @@ class Window:
         if self._block is None or self._block.shape[1] < width:
             self._block = np.zeros((self.columns[1].shape[1], width), dtype=np.float32)
         return self._block
+
+    @contextmanager
+    def vectors(self, weights: Weights) -> Iterator[Vectors]:
+        """``weights`` as explanations read them over this window's columns: three dense vectors, in a
+        buffer kept for reuse (zeroed where written afterwards). Not for two threads at once."""
+        local = self.columns[0]
+        if self._vectors is None:
+            self._vectors = np.zeros((3, self.columns[1].shape[1]), dtype=np.float32)
+        at = local[weights.columns]
+        hit = at >= 0
+        for n, values in enumerate((weights.values, weights.learned, weights.keywords)):
+            self._vectors[n, at[hit]] = values[hit]
+        try:
+            yield Vectors(*(self._reader(n) for n in range(3)))
+        finally:
+            self._vectors[:, at[hit]] = 0.0
+
+    def _reader(self, n: int) -> Lookup:
+        local, dense = self.columns[0], self._vectors
+
+        def at(columns: np.ndarray) -> np.ndarray:
+            position = local[columns]
+            return np.where(position >= 0, dense[n, position], 0.0)  # type: ignore[index]
+
+        return at
 
     def entries(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Candidate ``i``'s row as its sorted columns and values (no matrix slicing: a pick is explained
