@@ -61,8 +61,8 @@ def pick_block(window: Window, requests: Sequence[Request], floor: float) -> lis
 def _dense(window: Window, weights: Sequence[Weights]) -> Iterator[np.ndarray]:
     """The weights over the window's columns, one column each (columns no candidate uses are left out).
 
-    A full block is the window's own, reused: zeroed where it was written, not allocated again (a fresh
-    block of this size costs more in page faults than the product); a smaller one is made for the call.
+    A full block is the window's own, reused: zeroed after use, not allocated again (a fresh block of this
+    size costs more in page faults than the product); a smaller one is made for the call.
     Either is C-contiguous, as the product wants it (a column slice would be copied at every call)."""
     local, compact = window.columns
     block = (
@@ -70,17 +70,14 @@ def _dense(window: Window, weights: Sequence[Weights]) -> Iterator[np.ndarray]:
         if len(weights) == BLOCK
         else np.zeros((compact.shape[1], len(weights)), np.float32)
     )
-    written = []
     for j, w in enumerate(weights):
         at = local[w.columns]
         hit = at >= 0
         block[at[hit], j] = w.values[hit]
-        written.append((at[hit], j))
     try:
         yield block
     finally:
-        for at, j in written:
-            block[at, j] = 0.0
+        block.fill(0.0)  # one sequential pass: cheaper than zeroing each column's entries again
 
 
 def _scores(window: Window, dense: np.ndarray, weights: Sequence[Weights]) -> np.ndarray:
