@@ -1,5 +1,5 @@
-"""Why a paper was picked, in one short and true line: the liked paper nearest to it, or the keywords and
-terms that scored it."""
+"""Why a paper was picked, in one short and true line: the liked paper nearest to it (one of the library the
+subscriber imported is named as such), or the keywords and terms that scored it."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def explain(
     if weights.liked and from_likes >= from_keywords:
         latest = weights.liked[-LIKED_COMPARED:]
         nearest = latest[int(np.argmax(sparse_dot(liked_rows(latest), row)))]
-        return f"similar to “{textwrap.shorten(title_of(nearest), TITLE_CHARS, placeholder='…')}” you liked"
+        where = "in your library" if weights.from_library(nearest) else "you liked"
+        return f"similar to “{textwrap.shorten(title_of(nearest), TITLE_CHARS, placeholder='…')}” {where}"
     return _terms_reason(list(weights.terms), own, weights.sparse(), text)
 
 

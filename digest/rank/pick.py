@@ -14,6 +14,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -122,7 +123,23 @@ def _picks(
 
 def _why(view: LibraryView, window: Window, weights: Weights, i: int, titles: _Titles) -> str:
     row, own = window.rows[i], window.own[i]
-    return explain(weights, row, own, window.texts[i], view.rows_of, titles)
+
+    def title_of(liked: Hashable) -> str:
+        text = weights.liked_text(liked)
+        return text[0] if text is not None else titles(liked)
+
+    return explain(weights, row, own, window.texts[i], lambda ids: _liked_rows(view, weights, ids), title_of)
+
+
+def _liked_rows(view: LibraryView, weights: Weights, ids: Sequence[Hashable]) -> sp.csr_matrix:
+    """The rows of liked papers, and of the library's liked texts among them (weighed like papers)."""
+    texts = {liked: text[1] for liked in ids if (text := weights.liked_text(liked)) is not None}
+    if not texts:
+        return view.rows_of(ids)
+    papers = [liked for liked in ids if liked not in texts]
+    rows = dict(zip(papers, view.rows_of(papers), strict=True)) if papers else {}
+    rows |= dict(zip(texts, view.encode(list(texts.values())), strict=True))
+    return sp.vstack([rows[liked] for liked in ids], format="csr")
 
 
 class _Titles:
