@@ -104,7 +104,7 @@ class ArxivPull:
         except httpx.HTTPError as exc:
             level = logging.DEBUG if self._warned.get(category) == day else logging.WARNING
             self._warned[category] = day
-            url = self.base_url + category
+            url, exc = self.base_url + category, str(exc).splitlines()[0]  # httpx adds a second line
             log.log(
                 level, "arxiv: pulling %s of %s from %s failed (%s); retrying hourly", category, day, url, exc
             )

@@ -59,7 +59,6 @@ def _subscribe_form(request: Request, form: SubscribeForm, errors: dict[str, str
     )
 
 
-
 @router.get("/", response_class=HTMLResponse, summary="The subscribe form")
 @router.get("/subscribe", response_class=HTMLResponse, summary="The subscribe form")
 def subscribe_page(request: Request) -> HTMLResponse:
