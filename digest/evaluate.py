@@ -194,13 +194,21 @@ def _player(
     relevant = set(user["relevant"])
     if not size:
         return ReplayUser(user["user"], Profile(user["keywords"]), relevant)
-    first_week = set(days[:LIBRARY_DAYS])
-    mine = [p for p in papers if p["id"] in relevant and p["date"] in first_week]
-    chosen = sorted(mine, key=lambda p: hashlib.sha256(f"{user['user']}/{p['id']}".encode()).digest())[:size]
+    chosen = replay_library(user, papers, days, size)
     profile = Profile(user["keywords"]) if start == "keywords" else library_profile(chosen, days[0])
     if start == "both":
         profile.set_keywords(user["keywords"])
     return ReplayUser(user["user"], profile, relevant, library={p["id"] for p in chosen})
+
+
+def replay_library(
+    user: dict[str, Any], papers: list[dict[str, Any]], days: list[str], size: int
+) -> list[dict[str, Any]]:
+    """A replay user's library: ``size`` of their relevant papers of the first ``LIBRARY_DAYS`` days, in
+    the order of a hash of user and paper id (the same every run, and not biased to any day)."""
+    first_week, relevant = set(days[:LIBRARY_DAYS]), set(user["relevant"])
+    mine = [p for p in papers if p["id"] in relevant and p["date"] in first_week]
+    return sorted(mine, key=lambda p: hashlib.sha256(f"{user['user']}/{p['id']}".encode()).digest())[:size]
 
 
 def library_profile(library: list[dict[str, Any]], first_day: str) -> Profile:

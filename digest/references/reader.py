@@ -22,7 +22,7 @@ _RIS = re.compile(r"^\ufeff?TY  - ", re.MULTILINE)
 def read_library(data: bytes, max_bytes: int) -> list[Reference]:
     """The entries of a library file; LibraryError names what is wrong (too big, not text, bad entries)."""
     if len(data) > max_bytes:
-        raise LibraryError([f"the file is too big: {len(data)} bytes (at most {max_bytes})"])
+        raise LibraryError([f"the file is too big (the limit is {max_bytes:,} bytes)"])
     try:
         text = decode(data)
     except ParseError as exc:
