@@ -55,7 +55,8 @@ def topic_paper(topic: str, n: int) -> tuple[str, str]:
     """A title and an abstract on ``topic``; each ``n`` (up to 300) has its own three phrases of the topic
     and its own two method names, so no two papers are near-copies."""
     first, second, third = list(itertools.combinations(TOPICS[topic], 3))[n % 20]
-    name = f"{GREEK[n % len(GREEK)]} {NAMES[n // len(GREEK) % len(NAMES)]}"
+    shift = 5 * list(TOPICS).index(topic)  # no two topics' papers share a method name
+    name = f"{GREEK[(n + shift) % len(GREEK)]} {NAMES[(n // len(GREEK) + shift) % len(NAMES)]}"
     title = f"{first.capitalize()} and {second}: the {name} method"
     text = (
         f"We study {first} together with {second}. The {name} method for {third} improves on prior {first} "
