@@ -37,10 +37,9 @@ class LibraryReport:
 
     def summary(self) -> str:
         aside = f", {len(self.left_aside)} left aside (not stored, no title)" if self.left_aside else ""
-        return (
-            f"library: {self.entries} entries: {self.matched} stored papers liked "
-            f"({self.rated} newly), {self.texts} liked texts{aside}"
-        )
+        entries = f"{self.entries} entr{'y' if self.entries == 1 else 'ies'}"
+        liked = f"{self.matched} stored papers liked ({self.rated} newly), {self.texts} liked texts"
+        return f"library: {entries}: {liked}{aside}"
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
