@@ -480,3 +480,26 @@ def test_folders_are_walked_for_feed_files_too(tmp_path):
         write(tmp_path, name, "<rss/>")
     files, ignored = collect([tmp_path])
     assert [f.name for f in files] == ["a.xml", "b.rss", "c.atom"] and [f.name for f in ignored] == ["d.html"]
+
+
+def test_a_cross_list_and_the_same_papers_new_listing_elsewhere_are_one_paper(db, tmp_path):
+    ingest_paths(db, [arxiv_file(tmp_path, "rss-cs.AI-2025-04-01.xml")])
+    # The primary category's feed announces the six cross-listed papers as new.
+    primary = (
+        (ARXIV / "rss-cs.AI-2025-04-01.xml")
+        .read_text()
+        .replace(">cross<", ">new<")
+        .replace("cs.AI updates", "cs.CV updates")
+    )
+    report = ingest_paths(db, [write(tmp_path, "cs.CV.xml", primary)])
+    assert (report.papers_new, report.papers_duplicate) == (0, 50) and count(db, Paper) == 50
+
+
+def test_a_title_seen_in_a_page_dump_and_in_an_arxiv_feed_is_one_paper_given_its_arxiv_id(db, tmp_path):
+    feed = (ARXIV / "rss-cs.AI-2025-04-01.xml").read_bytes()
+    dump = blank_lines_dump([("MOCHA: towards movie-grade talking character synthesis", abstract("talking"))])
+    ingest_paths(db, [write(tmp_path, "2025-04-01.txt", dump)])
+    report = ingest_paths(db, [write(tmp_path, "feed.xml", feed)])
+    assert (report.papers_new, report.papers_duplicate, report.papers_enriched) == (49, 1, 1)
+    paper = papers_by_title(db)["MOCHA: towards movie-grade talking character synthesis"]
+    assert (paper.arxiv_id, paper.key) == ("2503.23307", "arxiv:2503.23307")
