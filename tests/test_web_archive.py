@@ -12,6 +12,7 @@ import json
 import feedparser
 import pytest
 import time_machine
+from library_support import add_topic_papers, speech_library
 from sqlalchemy import select
 from web_support import (
     add_paper,
@@ -28,7 +29,9 @@ from web_support import (
 from digest.dispatch import send_digest
 from digest.models import Feedback
 from digest.rank import record_feedback
+from digest.references import read_library
 from digest.signing import Signer
+from digest.subscribers.library import import_library
 
 NOW = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
 DAY = NOW.date()
@@ -195,3 +198,26 @@ def test_an_archive_link_expires_like_a_digests_links_and_other_tokens_are_refus
     assert client.get(f"/feed/{preferences_token}").status_code == 400
     other_key = Signer("another-secret-key-of-32-chars!!").dumps("feed", two["ada"])
     assert client.get(f"/feed/{other_key}").status_code == 400
+
+
+@pytest.mark.postgres
+def test_the_archive_ratings_feed_and_a_library_work_on_postgresql(pg_db) -> None:
+    settings = pg_db.settings.model_copy(update={"base_url": "http://digest.test"})
+    add_topic_papers(pg_db, per_topic=6)
+    sid = add_subscriber(pg_db, settings, keywords=["speech synthesis"])
+    with pg_db.session() as session:
+        from digest.models import Subscriber
+
+        import_library(
+            session, session.get(Subscriber, sid), read_library(speech_library(3, 2).encode(), 10**6)
+        )
+    assert send_digest(pg_db, settings, sid, DAY, now=NOW).status == "sent"
+    client = client_for(settings, pg_db)
+    made = links(settings)
+    index = client.get(path_of(made.archive(sid)))
+    day = client.get(path_of(made.archive(sid, DAY)))
+    ratings = html.unescape(client.get(path_of(made.ratings(sid))).text)
+    feed = feedparser.parse(io.BytesIO(client.get(path_of(made.feed(sid))).content))
+    assert index.status_code == day.status_code == 200 and "in your library" in html.unescape(day.text)
+    assert "👍 Liked (3)" in ratings and "from your library" in ratings
+    assert not feed.bozo and len(feed.entries) >= 3
