@@ -126,7 +126,9 @@ def keyword_pool(papers: list[tuple[str, str]], size: int = 400) -> list[str]:
     counts: Counter[str] = Counter()
     for title, _ in papers:
         words = [w.lower() for w in WORD.findall(title)]
-        counts.update(f"{a} {b}" for a, b in zip(words, words[1:]) if a not in stop and b not in stop)
+        counts.update(
+            f"{a} {b}" for a, b in zip(words, words[1:], strict=False) if a not in stop and b not in stop
+        )
     return [phrase for phrase, _ in counts.most_common(size)]
 
 
@@ -423,27 +425,28 @@ def report(
     send, counts = day["send"], day["counts"]
     n = counts["subscribers"]
     floor_total = day["floor_per_subscriber"] * n / args.processes
+    single, batch, pick = (
+        day["single_per_subscriber"],
+        day["batch_per_subscriber"],
+        day["pick_per_subscriber"],
+    )
+    rated = setup["rated_subscribers"]
     rows = [
-        (
-            "corpus / subscribers",
-            f"{args.papers:,} papers / {n:,} subscribers ({setup['rated_subscribers']:,} with ratings)",
-        ),
+        ("corpus / subscribers", f"{args.papers:,} papers / {n:,} subscribers ({rated:,} with ratings)"),
         ("whole send (wall)", f"{send['wall']:.1f} s = {n / send['wall']:.0f} digests/s"),
         (
             "floor for the same (bare product + top 10 + one render, / processes)",
             f"{floor_total:.1f} s → send is {send['wall'] / floor_total:.2f}× the floor",
         ),
-        (
-            "phases of the send (CPU-side seconds, all processes)",
-            json.dumps(send["summary"].get("phases", {})),
-        ),
+        ("phases of the send (seconds, all processes)", json.dumps(send["summary"].get("phases", {}))),
         (
             "per subscriber: one at a time vs batch (dry run, sample)",
-            f"{day['single_per_subscriber'] * 1000:.2f} vs {day['batch_per_subscriber'] * 1000:.2f} ms → {day['single_per_subscriber'] / day['batch_per_subscriber']:.1f}×",
+            f"{single * 1000:.2f} vs {batch * 1000:.2f} ms → {single / batch:.1f}×",
         ),
         (
             "pick per subscriber: small vs full corpus",
-            f"{small * 1000:.3f} ms at {args.small:,} vs {day['pick_per_subscriber'] * 1000:.3f} ms at {args.papers:,} → {day['pick_per_subscriber'] / small:.2f}×",
+            f"{small * 1000:.3f} ms at {args.small:,} vs {pick * 1000:.3f} ms at {args.papers:,}"
+            f" → {pick / small:.2f}×",
         ),
         ("today's file: ingest + first digest", f"{day['ingest_today']:.2f} + {day['first_digest']:.2f} s"),
         (
@@ -453,11 +456,13 @@ def report(
         ("database size", f"{day['database_mb']:.0f} MB"),
         (
             "exactly once: subscribers / ledger rows / sent / outbox files",
-            f"{counts['subscribers']} / {counts['ledger_rows']} / {counts['sent']} / {counts['outbox_files']}",
+            " / ".join(str(counts[k]) for k in ("subscribers", "ledger_rows", "sent", "outbox_files")),
         ),
         (
-            "setup: history ingest / subscribers / ratings / first window ever",
-            f"{setup['ingest_history']:.0f} / {setup['subscribers']:.1f} / {setup['ratings']:.0f} / {setup['first_window_ever']:.1f} s",
+            "setup: history ingest / subscribers / ratings / first window ever (s)",
+            " / ".join(
+                f"{setup[k]:.1f}" for k in ("ingest_history", "subscribers", "ratings", "first_window_ever")
+            ),
         ),
     ]
     width = max(len(name) for name, _ in rows)

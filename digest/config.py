@@ -8,6 +8,7 @@ and in the README's configuration table (``tests/test_config.py`` fails otherwis
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from functools import cached_property
 from pathlib import Path
@@ -22,6 +23,9 @@ from digest.errors import DigestError, describe_os_error, redact
 ENV_PREFIX = "DIGEST_"
 SECRET_FILE_NAME = "secret_key"
 HF_DAILY_URL = "https://huggingface.co/api/daily_papers"
+ARXIV_FEED_URL = "https://rss.arxiv.org/rss/"
+# arXiv's category names (arxiv.org/category_taxonomy): cs.IR, math.AP, hep-th, astro-ph.CO, q-bio.NC…
+ARXIV_CATEGORY = re.compile(r"^[a-z]+(?:-[a-z]+)?(?:\.[A-Za-z]+(?:-[A-Za-z]+)?)?$")
 # Settings whose values are never shown, not even in an error about them: only their length is.
 SECRET_FIELDS = frozenset({"secret_key", "smtp_password", "slack_bot_token", "slack_signing_secret"})
 
@@ -41,6 +45,7 @@ class Settings(BaseSettings):
     inbox_dir: Path | None = None
     outbox_dir: Path | None = None
     max_file_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
+    max_library_bytes: int = Field(default=5 * 1024 * 1024, gt=0)
 
     # --- web -----------------------------------------------------------------------------------
     base_url: str = "http://127.0.0.1:8000"
@@ -77,6 +82,8 @@ class Settings(BaseSettings):
     inbox_poll_seconds: int = Field(default=30, gt=0)
     dispatch_interval_seconds: int = Field(default=60, gt=0)
     hf_daily_url: str | None = HF_DAILY_URL
+    arxiv_categories: str = ""
+    arxiv_feed_url: str = ARXIV_FEED_URL
     celery_broker_url: str | None = None
     celery_queue: str = Field(default="digest", pattern=r"^[A-Za-z0-9_.-]{1,100}$")
     max_failures: int = Field(default=5, gt=0)
@@ -98,6 +105,23 @@ class Settings(BaseSettings):
         if value and urlparse(value).scheme not in {"http", "https"}:
             raise ValueError("must be an http(s) URL")
         return value or None
+
+    @field_validator("arxiv_feed_url")
+    @classmethod
+    def _feed_base_url(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme not in {"http", "https"} or not parsed.netloc:
+            raise ValueError("must be an http(s) URL such as https://rss.arxiv.org/rss/")
+        return value.rstrip("/") + "/"  # a category's feed is this URL + its name
+
+    @field_validator("arxiv_categories")
+    @classmethod
+    def _categories(cls, value: str) -> str:
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        wrong = [name for name in names if not ARXIV_CATEGORY.match(name)]
+        if wrong:
+            raise ValueError(f"{wrong[0]!r} is not an arXiv category name such as cs.IR or hep-th")
+        return ",".join(dict.fromkeys(names))
 
     @field_validator("celery_broker_url")
     @classmethod
@@ -145,6 +169,11 @@ class Settings(BaseSettings):
     @property
     def slack_webhook_host_list(self) -> frozenset[str]:
         return frozenset(h.strip().lower() for h in self.slack_webhook_hosts.split(",") if h.strip())
+
+    @property
+    def arxiv_category_list(self) -> list[str]:
+        """The arXiv categories pulled each day (none: the pull is off)."""
+        return self.arxiv_categories.split(",") if self.arxiv_categories else []
 
     @property
     def uses_smtp(self) -> bool:

@@ -7,11 +7,21 @@ by ``Profile.parts`` before the next scoring, as ``record_feedback`` does at onc
 digest reads them, and a day's ``Window`` with ``score_block`` / ``pick_block`` for scoring and picking,
 with the default ``DIGEST_MIN_SCORE`` (0: no floor), exactly as the daily run calls them. ``relevant`` is
 read only to compute metrics, and in the replay to play the user's ratings of papers that were shown.
+
+``--library-size N`` starts each replay user from a library instead of keywords: N of their relevant papers
+dated in the first week (``LIBRARY_DAYS`` days), chosen by a hash of user and paper id (deterministic, and
+not biased to any day). They reach the model as an import would (``digest.subscribers.library``): the
+papers already stored when the replay starts (dated the first day) as 👍, the others as liked texts (title
+and abstract). A paper of the library is the user's already: it is never shown, and it counts neither as a
+hit nor among the day's relevant papers (a day left with none is skipped, like a day that had none). So
+the figures compare with those of another start on the same papers only: ``start`` ``keywords`` keeps the
+keyword start with the library's papers set aside, ``both`` gives the model the keywords and the library.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,12 +32,14 @@ from typing import IO, Any
 import numpy as np
 
 from digest.rank.corpus import Corpus, paper_text
-from digest.rank.model import Profile
+from digest.rank.model import LikedText, Profile
 from digest.rank.scoring import Request, pick_block, score_block
 from digest.rank.weights import Weights
 from digest.rank.window import Window, corpus_window
 
 RECALL_CUTS = (20, 50, 100)
+LIBRARY_DAYS = 7  # a replay user's library is drawn from the papers of this many first days
+STARTS = ("library", "keywords", "both")  # what a replay user's model starts from, given a library
 BATCH = 1024  # cases scored at once: bounds the scores held (28 MB at 3,396 papers)
 
 
@@ -140,15 +152,26 @@ class ReplayUser:
     profile: Profile
     relevant: set[str]
     shown: set[str] = field(default_factory=set)
+    library: set[str] = field(default_factory=set)  # the user's own papers: never shown, never counted
     day_scores: list[tuple[int, float]] = field(default_factory=list)  # (day index, hits / possible)
 
 
-def eval_replay(papers_path: Path, users_path: Path, out: Path, k: int = 10) -> dict[str, float]:
-    """Thirty days of digests: pick ``k`` of each day's papers, learn from the simulated ratings."""
+def eval_replay(
+    papers_path: Path,
+    users_path: Path,
+    out: Path,
+    k: int = 10,
+    library_size: int = 0,
+    start: str = "library",
+) -> dict[str, float]:
+    """Thirty days of digests: pick ``k`` of each day's papers, learn from the simulated ratings; each user
+    starts from their keywords, or with a library of ``library_size`` papers from ``start`` (``STARTS``)."""
+    if start not in STARTS:
+        raise EvalInputError(f"start: {start!r} is not one of {', '.join(STARTS)}")
     papers = read_jsonl(papers_path, {"id": str, "title": str, "date": str})
     users = read_jsonl(users_path, {"user": str, "keywords": list, "relevant": list})
     days = sorted({p["date"] for p in papers})
-    players = [ReplayUser(u["user"], Profile(u["keywords"]), set(u["relevant"])) for u in users]
+    players = [_player(u, papers, days, library_size, start) for u in users]
     corpus = Corpus(background_age=1)  # each day's papers are the candidates; earlier days the background
     with _writer(out) as handle:
         for index, day in enumerate(days):
@@ -158,17 +181,56 @@ def eval_replay(papers_path: Path, users_path: Path, out: Path, k: int = 10) -> 
             for player in players:
                 shown = _replay_day(corpus, window, player, k, index)
                 _write(handle, {"user": player.name, "date": day, "shown": shown})
-    return _replay_metrics(players, len(days), k) | {"users": len(players), "days": len(days)}
+    metrics = _replay_metrics(players, len(days), k) | {"users": len(players), "days": len(days)}
+    if library_size:
+        library = sum(len(p.library) for p in players)
+        metrics |= {"library_size": library_size, "library_papers": library, "start": start}
+    return metrics
+
+
+def _player(
+    user: dict[str, Any], papers: list[dict[str, Any]], days: list[str], size: int, start: str
+) -> ReplayUser:
+    relevant = set(user["relevant"])
+    if not size:
+        return ReplayUser(user["user"], Profile(user["keywords"]), relevant)
+    chosen = replay_library(user, papers, days, size)
+    profile = Profile(user["keywords"]) if start == "keywords" else library_profile(chosen, days[0])
+    if start == "both":
+        profile.set_keywords(user["keywords"])
+    return ReplayUser(user["user"], profile, relevant, library={p["id"] for p in chosen})
+
+
+def replay_library(
+    user: dict[str, Any], papers: list[dict[str, Any]], days: list[str], size: int
+) -> list[dict[str, Any]]:
+    """A replay user's library: ``size`` of their relevant papers of the first ``LIBRARY_DAYS`` days, in
+    the order of a hash of user and paper id (the same every run, and not biased to any day)."""
+    first_week, relevant = set(days[:LIBRARY_DAYS]), set(user["relevant"])
+    mine = [p for p in papers if p["id"] in relevant and p["date"] in first_week]
+    return sorted(mine, key=lambda p: hashlib.sha256(f"{user['user']}/{p['id']}".encode()).digest())[:size]
+
+
+def library_profile(library: list[dict[str, Any]], first_day: str) -> Profile:
+    """The model an import of ``library`` gives on the first day: the papers stored by then (dated that day)
+    rated 👍, the others liked texts; no keywords."""
+    profile = Profile()
+    stored = [p["id"] for p in library if p["date"] == first_day]
+    for paper_id in stored:
+        profile.rate(paper_id, 1)
+    texts = [LikedText(p["title"], p.get("abstract")) for p in library if p["date"] != first_day]
+    profile.set_library(stored, texts)
+    return profile
 
 
 def _replay_day(corpus: Corpus, window: Window, player: ReplayUser, k: int, index: int) -> list[str]:
-    allowed = np.array([paper_id not in player.shown for paper_id in window.ids])
+    allowed = np.array([p not in player.shown and p not in player.library for p in window.ids])
     request = Request(_weights(player.profile, corpus), allowed, k)
     shown = [str(window.ids[i]) for i, _ in pick_block(window, [request], floor=0.0)[0]]
     for paper_id in shown:  # the simulated user rates every shown paper, as a real click would
         player.profile.rate(paper_id, 1 if paper_id in player.relevant else -1)
     player.shown.update(shown)
-    possible = min(k, sum(paper_id in player.relevant for paper_id in window.ids))
+    possible = min(k, sum(p in player.relevant and p not in player.library for p in window.ids))
     if possible:
         player.day_scores.append((index, sum(p in player.relevant for p in shown) / possible))
     return shown

@@ -1,4 +1,5 @@
-"""The periodic jobs of ``digest serve``, wired to APScheduler: inbox, dispatch, maintenance, pulls.
+"""The periodic jobs of ``digest serve``, wired to APScheduler: inbox, dispatch, maintenance, pulls
+(Hugging Face, arXiv).
 
 APScheduler runs only these few jobs, in memory, in each ``digest serve`` process; per-subscriber
 scheduling state lives in the database (``digest.dispatch`` says why). A run that fails for an
@@ -19,6 +20,7 @@ from digest.config import Settings
 from digest.db import Database
 from digest.dispatch import Dispatcher, Queue
 from digest.errors import explain
+from digest.ingest.arxiv_pull import ArxivPull
 from digest.ingest.hf_daily import HfDailyPull
 from digest.ingest.inbox import InboxWatcher
 from digest.subscribers import purge_unconfirmed, schedule_unscheduled
@@ -67,7 +69,7 @@ def guarded(name: str, run: Callable[[], object], settings: Settings) -> Callabl
 
 
 def build_scheduler(db: Database, settings: Settings, *, stop: threading.Event) -> BackgroundScheduler:
-    """The per-process scheduler: inbox, dispatch, maintenance and (if configured) the HF daily pull.
+    """The per-process scheduler: inbox, dispatch, maintenance and (if configured) the HF and arXiv pulls.
 
     Every job starts once right away, never runs twice at the same time (``max_instances=1``), and
     a run missed while the previous one was still busy is merged into one (``coalesce``).
@@ -86,6 +88,9 @@ def build_scheduler(db: Database, settings: Settings, *, stop: threading.Event) 
     ]
     if settings.hf_daily_url:
         jobs.append(("hf_daily", HfDailyPull(db, settings.hf_daily_url).run, 3600))
+    if settings.arxiv_category_list:
+        pull = ArxivPull(db, settings.arxiv_feed_url, settings.arxiv_category_list)
+        jobs.append(("arxiv", pull.run, 3600))
     for name, func, seconds in jobs:
         job = guarded(name, func, settings)
         scheduler.add_job(job, "interval", seconds=seconds, id=name, name=name, next_run_time=start)

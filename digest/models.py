@@ -99,6 +99,7 @@ class FeedbackSource(StrEnum):
     SLACK = "slack"
     CLI = "cli"
     EVAL = "eval"
+    LIBRARY = "library"  # a paper of the library the subscriber imported (``digest.subscribers.library``)
 
 
 def _stored(kind: type[StrEnum], length: int = 16) -> Enum:
@@ -131,6 +132,7 @@ class Paper(Base):
     authors: Mapped[list[str]] = mapped_column(default=list)
     published_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     upvotes: Mapped[int | None] = mapped_column(Integer)
+    doi: Mapped[str | None] = mapped_column(String(255), index=True)  # lower case, as ``normalise.doi`` gives
     first_seen_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
     appearances: Mapped[list[Appearance]] = relationship(back_populates="paper", cascade="all, delete-orphan")

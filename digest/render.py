@@ -242,6 +242,9 @@ def digest_context(
         "date_label": f"{digest_date:%A} {digest_date.day} {digest_date:%B %Y}",
         "short_date": f"{digest_date.day} {digest_date:%b}",
         "keywords": list(subscriber.keywords or []),
+        # What the picks answer: the keywords, or the library of a subscriber who gave none.
+        "picked_for": ", ".join(subscriber.keywords or []) or "your library",
+        "archive_url": links.archive(subscriber.id, digest_date),
         "preferences_url": links.preferences(subscriber.id),
         "unsubscribe_url": links.unsubscribe(subscriber.id),
         "base_url": links.base_url,

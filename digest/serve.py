@@ -70,6 +70,9 @@ def describe(settings: Settings, host: str, port: int, scheduler: bool) -> list[
         lines.append(
             f"papers:   pulled daily from {settings.hf_daily_url} (DIGEST_HF_DAILY_URL= turns it off)"
         )
+    if scheduler and settings.arxiv_category_list:
+        categories = ", ".join(settings.arxiv_category_list)
+        lines.append(f"papers:   arXiv {categories} pulled daily from {settings.arxiv_feed_url}")
     if settings.celery_broker_url:
         broker = _without_password(settings.celery_broker_url)
         lines.append(f"sending:  queued for `digest worker` on {broker} (queue {settings.celery_queue})")

@@ -11,6 +11,7 @@ still read until they expire.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import re
 from collections.abc import Callable
@@ -18,12 +19,15 @@ from typing import Literal
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
-Action = Literal["up", "down", "preferences", "unsubscribe", "confirm"]
-ACTIONS: frozenset[str] = frozenset({"up", "down", "preferences", "unsubscribe", "confirm"})
+Action = Literal["up", "down", "preferences", "unsubscribe", "confirm", "archive", "feed"]
+ACTIONS: frozenset[str] = frozenset(
+    {"up", "down", "preferences", "unsubscribe", "confirm", "archive", "feed"}
+)
 FEEDBACK_ACTIONS: frozenset[str] = frozenset({"up", "down"})
 # Unsubscribe links never expire: an old digest's unsubscribe must keep working (CAN-SPAM asks for at
 # least 30 days; a subscriber digging out a months-old mail expects it too). The token can do nothing else.
-NON_EXPIRING: frozenset[str] = frozenset({"unsubscribe"})
+# Neither does a feed address: a feed reader keeps it for years, and it can only read the subscriber's picks.
+NON_EXPIRING: frozenset[str] = frozenset({"unsubscribe", "feed"})
 SALT = "digest.link.v1"  # the serializer's tokens (older digests)
 SALT_V2 = "digest.link.v2"
 PAYLOAD = re.compile(r"^([a-z]+)\.([1-9][0-9]{0,18})(?:\.([1-9][0-9]{0,18}))?$")
@@ -139,6 +143,18 @@ class Links:
 
     def confirm(self, subscriber_id: int) -> str:
         return f"{self.base_url}/confirm/{self.signer.dumps('confirm', subscriber_id)}"
+
+    def archive(self, subscriber_id: int, digest_date: dt.date | None = None) -> str:
+        """The subscriber's past digests, or the page of one ("view in browser")."""
+        page = f"/{digest_date.isoformat()}" if digest_date is not None else ""
+        return f"{self.base_url}/archive/{self.signer.dumps('archive', subscriber_id)}{page}"
+
+    def ratings(self, subscriber_id: int) -> str:
+        return f"{self.base_url}/archive/{self.signer.dumps('archive', subscriber_id)}/ratings"
+
+    def feed(self, subscriber_id: int) -> str:
+        """The subscriber's Atom feed of their picks (the address never expires)."""
+        return f"{self.base_url}/feed/{self.signer.dumps('feed', subscriber_id)}"
 
 
 def links_for(settings: object) -> Links:

@@ -12,10 +12,12 @@ import click
 import pytest
 from click.testing import CliRunner, Result
 from common import TEST_SECRET
+from library_support import add_topic_papers, speech_library
 from sqlalchemy import func, select
 
 from digest.cli import main
 from digest.db import Database
+from digest.dispatch import send_digest
 from digest.models import Delivery, DeliveryItem, Feedback, Paper, Subscriber
 from digest.rank import record_feedback
 from digest.subscribers import create_subscriber
@@ -346,3 +348,75 @@ def test_help_lists_every_command_with_its_purpose_uncut() -> None:
             purpose = " ".join((command.help or "").split("\n\n")[0].split())
             assert purpose and f"{name} {purpose}" in listing, (path, name)
         assert "..." not in listing
+
+
+# --- a library as the cold start -------------------------------------------------------------------------
+
+
+def test_a_bibtex_library_of_20_entries_given_at_subscribe_time_ranks_the_first_digest(
+    run, db, settings, tmp_path
+) -> None:
+    ids = add_topic_papers(db, per_topic=16)
+    library = tmp_path / "library.bib"
+    library.write_text(speech_library(matched=8, texts=12))
+    result = run("subscribe", "--email", "ada@example.org", "--library", str(library))
+    assert result.exit_code == 0, result.output
+    sid = int(result.stdout.strip())
+    assert "library: 20 entries: 8 stored papers liked (8 newly), 12 liked texts" in result.stderr
+    other = int(run("subscribe", "--email", "bo@example.org", "--keywords", "lattice signatures").stdout)
+
+    outcome = send_digest(db, settings, sid, dt.date.today())
+    assert outcome.status == "sent", outcome.reason
+    with db.session() as session:
+        items = session.scalars(
+            select(DeliveryItem).where(DeliveryItem.subscriber_id == sid).order_by(DeliveryItem.position)
+        ).all()
+    assert {item.paper_id for item in items[:8]} == set(ids["speech"][8:])  # the speech papers not yet liked
+    assert all(item.why.endswith("in your library") for item in items[:8])
+    assert not {item.paper_id for item in items} & set(ids["speech"][:8])  # the library's own papers: never
+    # The same day's digest for keywords on another topic starts elsewhere: the library made the ranking.
+    send_digest(db, settings, other, dt.date.today())
+    with db.session() as session:
+        first = session.scalar(
+            select(DeliveryItem.paper_id).where(
+                DeliveryItem.subscriber_id == other, DeliveryItem.position == 1
+            )
+        )
+    assert first in ids["crypto"]
+
+
+def test_a_bad_library_stores_nothing_and_names_every_bad_entry(run, db, tmp_path) -> None:
+    library = tmp_path / "library.bib"
+    library.write_text(
+        speech_library(2, 2) + "@misc{empty, year = {2020}}\n@article{x, title = {A}}\n@article{x,}\n"
+    )
+    result = run("subscribe", "--email", "ada@example.org", "--library", str(library))
+    assert result.exit_code == 1
+    assert "entry 'empty' (line 21): no title, arXiv id or DOI" in result.stderr
+    assert "entry 'x' (line 23): the key is used twice" in result.stderr
+    assert "--library: 2 problems in" in result.stderr and "nothing stored" in result.stderr
+    assert count(db, Subscriber) == 0 and count(db, Feedback) == 0
+
+
+def test_without_a_library_keywords_are_still_required(run, db) -> None:
+    result = run("subscribe", "--email", "ada@example.org")
+    assert result.exit_code == 1 and "--keywords: give at least one keyword" in result.stderr
+    assert count(db, Subscriber) == 0
+
+
+def test_edit_imports_a_library_and_show_counts_it(run, db, settings, tmp_path) -> None:
+    add_topic_papers(db, per_topic=4)
+    sid = add(db, settings)
+    library = tmp_path / "zotero.json"
+    library.write_text(json.dumps([{"id": "a", "title": "A paper we do not have", "abstract": "On speech."}]))
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("2501.10000\narXiv:2501.10001v2\n2412.00001\n")
+    assert run("subscribers", "edit", str(sid), "--library", str(library)).exit_code == 0
+    result = run("subscribers", "edit", str(sid), "--library", str(ids_file), "--keywords", "")
+    assert result.exit_code == 0, result.output
+    assert "left aside: line 3: arXiv 2412.00001 is not among the stored papers" in result.stderr
+    shown = run("subscribers", "show", str(sid))
+    assert "library    2 stored papers, 0 liked texts" in shown.stdout  # the id list replaced the texts
+    with db.session() as session:
+        assert session.get(Subscriber, sid).keywords == []  # with a library, keywords may go
+    assert last_json(run("subscribers", "show", str(sid), "--json"))["library"] == {"papers": 2, "texts": 0}

@@ -9,7 +9,14 @@ from click.testing import CliRunner
 from rank_papers import PAPERS
 
 from digest.cli import main
-from digest.evaluate import EvalInputError, eval_rank, eval_replay, read_jsonl
+from digest.evaluate import (
+    EvalInputError,
+    eval_rank,
+    eval_replay,
+    library_profile,
+    read_jsonl,
+    replay_library,
+)
 
 
 def _write_gz(path: Path, rows: list[dict]) -> Path:
@@ -154,3 +161,62 @@ def test_a_file_that_is_not_json_is_reported(tmp_path: Path) -> None:
     path.write_bytes(gzip.compress(b'{"id": "x", "title": "ok"}\nnot json\n'))
     with pytest.raises(EvalInputError, match=r"papers.jsonl.gz:2: not JSON"):
         read_jsonl(path, {"id": str})
+
+
+# --- a library instead of keywords (--library-size)
+
+
+def _libraries(replay_files: tuple[Path, Path], size: int) -> dict[str, set[str]]:
+    papers, users = _read(replay_files[0]), _read(replay_files[1])
+    days = sorted({p["date"] for p in papers})
+    return {u["user"]: {p["id"] for p in replay_library(u, papers, days, size)} for u in users}
+
+
+def test_a_library_start_never_shows_the_librarys_own_papers_and_is_deterministic(
+    replay_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    first = eval_replay(*replay_files, tmp_path / "a.jsonl", k=2, library_size=2)
+    again = eval_replay(*replay_files, tmp_path / "b.jsonl", k=2, library_size=2)
+    assert first == again and _read(tmp_path / "a.jsonl") == _read(tmp_path / "b.jsonl")
+    assert (first["library_size"], first["library_papers"], first["start"]) == (2, 4, "library")
+    libraries = _libraries(replay_files, 2)
+    relevant = {u["user"]: set(u["relevant"]) for u in _read(replay_files[1])}
+    assert all(len(libraries[user]) == 2 and libraries[user] <= relevant[user] for user in libraries)
+    for row in _read(tmp_path / "a.jsonl"):
+        assert not set(row["shown"]) & libraries[row["user"]]
+
+
+def test_a_library_reaches_the_model_as_an_import_would(replay_files: tuple[Path, Path]) -> None:
+    papers = _read(replay_files[0])
+    library = [p for p in papers if p["id"] in ("a1", "a0")]  # a1 is dated the first day, a0 the second
+    profile = library_profile(library, "2025-04-01")
+    assert profile.keywords == [] and profile.labels == {"a1": 1} and profile.library == ["a1"]
+    assert [text.title for text in profile.texts] == [PAPERS[0][0]]
+
+
+def test_a_user_whose_library_holds_all_their_relevant_papers_has_no_day_counted(
+    replay_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    papers, users = replay_files
+    both = eval_replay(papers, users, tmp_path / "both.jsonl", k=2, library_size=2, start="keywords")
+    assert _libraries(replay_files, 2)["cs.RO"] == {"a7", "a8"}  # all of cs.RO's relevant papers
+    sound_only = _write_gz(tmp_path / "sound.jsonl.gz", [u for u in _read(users) if u["user"] == "cs.SD"])
+    alone = eval_replay(papers, sound_only, tmp_path / "alone.jsonl", k=2, library_size=2, start="keywords")
+    assert {k: v for k, v in both.items() if k.startswith("hit")} == {
+        k: v for k, v in alone.items() if k.startswith("hit")
+    }  # cs.RO has no day left to count: the average is cs.SD's alone, not pulled down by zeros
+
+
+def test_the_start_may_be_keywords_or_both_for_a_comparison_on_the_same_papers(
+    replay_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    with pytest.raises(EvalInputError, match="start: 'nothing'"):
+        eval_replay(*replay_files, tmp_path / "x.jsonl", library_size=2, start="nothing")
+    result = CliRunner().invoke(
+        main,
+        ["eval", "replay", "--papers", str(replay_files[0]), "--users", str(replay_files[1]), "--out",
+         str(tmp_path / "c.jsonl"), "--library-size", "1", "--start", "both"],
+    )  # fmt: skip
+    assert result.exit_code == 0 and json.loads(result.output.strip().splitlines()[-1])["start"] == "both"
+    plain = eval_replay(*replay_files, tmp_path / "p.jsonl")
+    assert "library_size" not in plain and "start" not in plain  # without a library: the output of before

@@ -139,3 +139,26 @@ def test_a_symlink_loop_in_the_inbox_is_skipped_and_the_other_files_are_ingested
     assert count(db, DigestFile) == 3 and count(db, Paper) == 9
     watcher.poll()
     assert sum("skipping loop-a.json" in r.message for r in caplog.records) == 1  # said once, not every poll
+
+
+ARXIV = Path(__file__).parent / "fixtures" / "arxiv"
+
+
+def test_an_arxiv_rss_file_and_an_api_response_dropped_in_the_inbox_are_ingested_once(db, inbox):
+    feed = fresh_file(inbox / "cs.AI-2025-04-01.xml", (ARXIV / "rss-cs.AI-2025-04-01.xml").read_bytes())
+    api = fresh_file(inbox / "query.atom", (ARXIV / "api-query-cs.AI-2025-04-03.xml").read_bytes())
+    watcher = InboxWatcher(db, inbox, settle_seconds=30, clock=FakeClock(api.stat().st_mtime + 3600))
+    assert watcher.poll() == [feed, api]
+    with db.session() as session:
+        formats = session.execute(select(DigestFile.name, DigestFile.status, DigestFile.format)).all()
+    assert sorted(formats) == [
+        ("cs.AI-2025-04-01.xml", "ingested", "arxiv/rss"),
+        ("query.atom", "ingested", "arxiv/api"),
+    ]
+    papers = count(db, Paper)
+    assert papers == 50 + 8  # the API response's ninth paper is one of the feed's, its tenth a replacement
+
+    # The same feed again, under another name: nothing changes.
+    copy = fresh_file(inbox / "again.xml", feed.read_bytes())
+    assert watcher.poll() == [copy]
+    assert (count(db, Paper), count(db, DigestFile)) == (papers, 2)

@@ -395,3 +395,111 @@ def test_seed_dates_without_a_year_are_dated_and_api_files_by_their_name(real_db
     assert dates["2024-05-27.json"] == dt.date(2024, 5, 27)
     assert dates["001_beef877ba1362dc4.txt"] is None  # that dump shows no date
     assert (dates["000_736990bd188fc5c1.txt"].month, dates["000_736990bd188fc5c1.txt"].day) == (3, 13)
+
+
+# --- arXiv listings ------------------------------------------------------------------------------------
+
+ARXIV = Path(__file__).parent / "fixtures" / "arxiv"
+
+
+def arxiv_file(tmp_path: Path, name: str, as_name: str | None = None) -> Path:
+    return write(tmp_path, as_name or name, (ARXIV / name).read_bytes())
+
+
+def test_an_arxiv_rss_file_stores_its_new_papers_and_cross_lists_but_no_replacement(db, tmp_path):
+    report = ingest_paths(db, [arxiv_file(tmp_path, "rss-cs.AI-2025-04-01.xml")])
+    (result,) = report.results
+    assert (result.status, result.format, result.digest_date) == (
+        "ingested",
+        "arxiv/rss",
+        dt.date(2025, 4, 1),
+    )
+    assert (result.papers_total, result.papers_new, result.papers_duplicate) == (60, 50, 0)
+    stored = {paper.arxiv_id for paper in papers_by_title(db).values()}
+    assert "2503.12885" not in stored  # a replace-cross of a paper never stored: not a new paper
+    assert count(db, Appearance) == 50
+
+
+def test_a_second_identical_feed_changes_nothing(db, tmp_path):
+    ingest_paths(db, [arxiv_file(tmp_path, "rss-cs.AI-2025-04-01.xml")])
+    before = (count(db, Paper), count(db, Appearance), count(db, DigestFile))
+    again = ingest_paths(db, [arxiv_file(tmp_path, "rss-cs.AI-2025-04-01.xml", "copy/feed.xml")])
+    assert again.results[0].status == "already_seen"
+    assert (count(db, Paper), count(db, Appearance), count(db, DigestFile)) == before
+
+
+def test_a_paper_seen_through_hugging_face_and_through_arxiv_is_one_paper(db, tmp_path):
+    ingest_paths(db, [arxiv_file(tmp_path, "hf-2025-04-01.json")])
+    hf_ids = {paper.arxiv_id: paper.id for paper in papers_by_title(db).values()}
+    report = ingest_paths(db, [arxiv_file(tmp_path, "rss-cs.AI-2025-04-01.xml")])
+    assert (report.papers_new, report.papers_duplicate) == (45, 5)
+    assert {p.arxiv_id: p.id for p in papers_by_title(db).values() if p.arxiv_id in hf_ids} == hf_ids
+
+
+def test_a_replacement_or_a_second_listing_of_a_stored_paper_is_no_new_paper(db, tmp_path):
+    ingest_paths(db, [arxiv_file(tmp_path, "rss-cs.AI-2025-04-01.xml")])
+    atom = ingest_paths(db, [arxiv_file(tmp_path, "atom-cs.AI-2025-04-02.xml")])
+    api = ingest_paths(db, [arxiv_file(tmp_path, "api-query-cs.AI-2025-04-03.xml")])
+    assert (atom.papers_new, atom.papers_duplicate) == (20, 2)  # replace + replace-cross of 04-01 papers
+    assert (api.papers_new, api.papers_duplicate) == (8, 1)  # and an old paper's third version: left out
+    assert "2405.21060" not in {paper.arxiv_id for paper in papers_by_title(db).values()}
+    assert count(db, Paper) == 78
+
+
+def test_an_arxiv_doi_is_stored_and_fills_the_gap_of_a_paper_stored_without_one(db, tmp_path):
+    ingest_paths(db, [arxiv_file(tmp_path, "api-query-cs.AI-2025-04-03.xml")])
+    paper = find_paper_by_arxiv(db, "2504.01014")
+    assert paper.doi == "10.48550/arxiv.2504.01014" and paper.authors and paper.published_at is not None
+
+
+def find_paper_by_arxiv(db: Database, arxiv: str) -> Paper:
+    with db.session() as session:
+        found = find_paper(session, arxiv)
+        assert found is not None
+        return found
+
+
+def test_an_arxiv_api_error_and_an_empty_weekend_feed_are_rejected_with_the_reason(db, tmp_path):
+    report = ingest_paths(
+        db, [arxiv_file(tmp_path, "api-error.xml"), arxiv_file(tmp_path, "rss-cs.AI-2025-04-05.xml")]
+    )
+    reasons = [result.reason for result in report.results]
+    assert [r.status for r in report.results] == ["rejected", "rejected"]
+    assert "incorrect id format" in reasons[0] and "no entries" in reasons[1]
+    assert count(db, Paper) == 0
+
+
+def test_a_feed_saved_as_txt_is_still_read_as_a_feed_never_as_a_page_dump(db, tmp_path):
+    report = ingest_paths(db, [arxiv_file(tmp_path, "rss-cs.AI-2025-04-01.xml", "2025-04-01.txt")])
+    assert report.results[0].format == "arxiv/rss" and report.papers_new == 50
+    assert not any(paper.title.startswith("<") for paper in papers_by_title(db).values())
+
+
+def test_folders_are_walked_for_feed_files_too(tmp_path):
+    for name in ("a.xml", "b.rss", "c.atom", "d.html"):
+        write(tmp_path, name, "<rss/>")
+    files, ignored = collect([tmp_path])
+    assert [f.name for f in files] == ["a.xml", "b.rss", "c.atom"] and [f.name for f in ignored] == ["d.html"]
+
+
+def test_a_cross_list_and_the_same_papers_new_listing_elsewhere_are_one_paper(db, tmp_path):
+    ingest_paths(db, [arxiv_file(tmp_path, "rss-cs.AI-2025-04-01.xml")])
+    # The primary category's feed announces the six cross-listed papers as new.
+    primary = (
+        (ARXIV / "rss-cs.AI-2025-04-01.xml")
+        .read_text()
+        .replace(">cross<", ">new<")
+        .replace("cs.AI updates", "cs.CV updates")
+    )
+    report = ingest_paths(db, [write(tmp_path, "cs.CV.xml", primary)])
+    assert (report.papers_new, report.papers_duplicate) == (0, 50) and count(db, Paper) == 50
+
+
+def test_a_title_seen_in_a_page_dump_and_in_an_arxiv_feed_is_one_paper_given_its_arxiv_id(db, tmp_path):
+    feed = (ARXIV / "rss-cs.AI-2025-04-01.xml").read_bytes()
+    dump = blank_lines_dump([("MOCHA: towards movie-grade talking character synthesis", abstract("talking"))])
+    ingest_paths(db, [write(tmp_path, "2025-04-01.txt", dump)])
+    report = ingest_paths(db, [write(tmp_path, "feed.xml", feed)])
+    assert (report.papers_new, report.papers_duplicate, report.papers_enriched) == (49, 1, 1)
+    paper = papers_by_title(db)["MOCHA: towards movie-grade talking character synthesis"]
+    assert (paper.arxiv_id, paper.key) == ("2503.23307", "arxiv:2503.23307")

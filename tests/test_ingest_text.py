@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from ingest_support import abstract, alternating_dump, blank_lines_dump
@@ -167,3 +168,30 @@ def test_page_chrome_alone_vouches_for_a_title_only_dump():
 )
 def test_layout_detector(lines, layout):
     assert detect_layout(lines) == layout
+
+
+# --- what is not a page dump -----------------------------------------------------------------------
+
+
+FEED = (Path(__file__).parent / "fixtures" / "arxiv" / "rss-cs.AI-2025-04-01.xml").read_text()
+
+
+def test_an_arxiv_feed_read_as_text_is_refused_as_markup_not_turned_into_junk_papers():
+    # Before: this feed (after any non-markup first line) gave 324 "papers" made of XML lines.
+    with pytest.raises(
+        ParseError, match=r"markup, not a Daily Papers page dump: \d+ of \d+ lines are XML/HTML"
+    ):
+        parse("Saved from the browser:\n" + FEED)
+
+
+def test_a_saved_web_page_is_refused_as_markup():
+    page = "\n".join(
+        ["Daily Papers", "<html>", "<body>", "<div class='paper'>", *blank_lines_dump(PAPERS).split("\n")]
+    )
+    with pytest.raises(ParseError, match="line 2: '<html>'"):
+        parse(page)
+
+
+def test_a_title_with_an_angle_bracket_is_still_a_title():
+    papers = [("<think> tokens: when do reasoning models stop?", abstract("reasoning length")), *PAPERS[1:]]
+    assert [e.title for e in parse(blank_lines_dump(papers)).entries][0].startswith("<think> tokens")

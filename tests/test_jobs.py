@@ -67,3 +67,10 @@ def test_scheduler_has_the_periodic_jobs_and_the_hf_pull_only_when_configured(se
     configured = settings.model_copy(update={"hf_daily_url": "http://127.0.0.1:9/api/daily_papers"})
     ids = {job.id for job in build_scheduler(db, configured, stop=stop).get_jobs()}
     assert ids == {"inbox", "dispatch", "maintenance", "hf_daily"}
+
+
+def test_the_arxiv_pull_runs_only_when_categories_are_listed(settings, db):
+    stop = threading.Event()
+    configured = settings.model_copy(update={"arxiv_categories": "cs.IR,cs.CL"})
+    ids = {job.id for job in build_scheduler(db, configured, stop=stop).get_jobs()}
+    assert ids == {"inbox", "dispatch", "maintenance", "arxiv"}

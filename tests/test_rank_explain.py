@@ -5,7 +5,7 @@ from rank_papers import PAPERS
 
 from digest.rank.corpus import Corpus
 from digest.rank.explain import entries, explain, lookup, top_terms
-from digest.rank.model import Profile
+from digest.rank.model import LikedText, Profile
 from digest.rank.weights import Weights
 
 TEXTS = [f"{t}\n{a}" for t, a in PAPERS]
@@ -53,3 +53,21 @@ def test_top_terms_are_the_papers_words_that_weigh_most_in_its_score(corpus: Cor
     terms = top_terms(entries(corpus.own([8])), weights, TEXTS[8], limit=2)
     assert terms[0] in {"robot", "grasping", "robot arm", "grasps"} and len(terms) == 2
     assert top_terms(entries(corpus.own([8])), weights, "", limit=2) == []
+
+
+def test_a_pick_near_a_liked_text_of_the_library_names_it_as_such(corpus: Corpus) -> None:
+    text = LikedText("Quadruped robots that walk", "A legged robot learns to walk over rough terrain.")
+    weights = Weights.of(Profile([], texts=[text]).parts(corpus), [])
+
+    def rows(ids):  # type: ignore[no-untyped-def]
+        assert list(ids) == ["library:0"]
+        return corpus.encode([weights.liked_text("library:0")[1]])  # type: ignore[index]
+
+    row, own = entries(corpus.matrix[7]), entries(corpus.own([7]))
+    line = explain(weights, row, own, TEXTS[7], rows, lambda i: weights.liked_text(i)[0])  # type: ignore[index]
+    assert line == "similar to “Quadruped robots that walk” in your library"
+
+
+def test_a_pick_near_a_stored_paper_of_the_library_names_it_as_such(corpus: Corpus) -> None:
+    profile = Profile([], {8: 1}, library=[8])
+    assert why(profile, corpus, 7) == "similar to “Robot grasping from point clouds” in your library"

@@ -6,8 +6,8 @@ from sqlalchemy import select
 
 from digest.db import Database
 from digest.models import Feedback, Paper, Subscriber, SubscriberModel
-from digest.rank import library_for, load_profile, record_feedback
-from digest.rank.model import Profile
+from digest.rank import library_for, load_profile, record_feedback, record_library
+from digest.rank.model import LikedText, Profile
 from digest.rank.weights import Weights
 
 
@@ -64,3 +64,20 @@ def test_bad_feedback_is_refused_and_nothing_is_stored(db: Database) -> None:
             record_feedback(session, subscriber, 10_000, 1, "web")
         assert session.scalars(select(Feedback)).all() == []
         assert session.get(SubscriberModel, subscriber.id) is None
+
+
+def test_a_library_rates_its_unrated_papers_up_keeps_its_texts_and_stores_ready_weights(db: Database) -> None:
+    text = LikedText("Quadruped robots that walk", "A legged robot learns locomotion.")
+    with db.session() as session:
+        subscriber, ids = _seed(session)
+        record_feedback(session, subscriber, ids[8], -1, "web")
+        rated = record_library(session, subscriber, [ids[7], ids[8], ids[7]], [text])
+        assert rated == [ids[7]]  # the 👎 on ids[8] is the subscriber's word: it stays
+        stored = session.get(SubscriberModel, subscriber.id)
+        profile = Profile.from_state(stored.state)
+        assert profile.labels == {ids[8]: -1, ids[7]: 1} and profile.texts == [text]
+        assert profile.library == [ids[7], ids[8]]
+        weights = Weights.from_bytes(stored.weights)
+        assert stored.weights_version == stored.version and weights.liked == ("library:0", ids[7])
+        sources = session.execute(select(Feedback.paper_id, Feedback.source).order_by(Feedback.id)).all()
+        assert sources == [(ids[8], "web"), (ids[7], "library")]

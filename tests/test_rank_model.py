@@ -1,13 +1,16 @@
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 from rank_papers import BORROWING_TITLES, PAPERS, smooth_small_corpora
 
 from digest.rank import expansion, model, rated
 from digest.rank.corpus import Corpus
-from digest.rank.model import Profile
+from digest.rank.model import LikedText, Profile
 from digest.rank.tfidf import term_columns
+from digest.rank.weights import Weights
 
 TEXTS = [f"{t}\n{a}" for t, a in PAPERS]
 
@@ -163,3 +166,68 @@ def test_a_word_a_short_paper_only_borrowed_is_no_reason_to_pick_it(monkeypatch:
     assert profile.evidence(corpus, corpus.matrix)[1]  # its smoothed row has "benchmarks"
     assert not profile.evidence(corpus, corpus.own(everyone))[1]  # its own title does not
     assert list(np.flatnonzero(profile.evidence(corpus, corpus.own(everyone)))) == [0]
+
+
+# --- a library's liked texts -------------------------------------------------------------------------
+
+ROBOT_TEXT = LikedText(
+    "Quadruped robots that walk",
+    "A legged robot learns to walk over rough terrain with reinforcement learning.",
+)
+
+
+def test_a_liked_text_pulls_papers_like_it_up_as_a_liked_paper_would(corpus: Corpus) -> None:
+    from_text = Profile([], texts=[ROBOT_TEXT])
+    assert set(_ranking(from_text, corpus)[:2]) == {7, 8}  # the two robot papers
+    assert from_text.parts(corpus).liked_ids == ("library:0",)
+    as_paper = Profile([], {7: 1})
+    text_liked = from_text.parts(corpus).liked.toarray()
+    assert (text_liked @ as_paper.parts(corpus).liked.toarray().T).item() > 0.5  # the 👍 centroids agree
+
+
+def test_liked_texts_are_weighed_like_the_corpus_and_enter_the_classifier(corpus: Corpus) -> None:
+    labels = {i: -1 for i in (0, 1, 2, 4, 5, 6, 9, 10, 11)}
+    texts = [ROBOT_TEXT, LikedText("Robot grasping of unknown objects", "A robot arm grasps objects.")]
+    profile = Profile([], labels, texts=texts)
+    parts = profile.parts(corpus)
+    assert parts.classifier.nnz > 0  # 2 liked texts + 9 👎: enough ratings of both kinds
+    scores = profile.score(corpus, corpus.matrix)
+    assert min(scores[7], scores[8]) > max(scores[i] for i in labels)
+
+
+def test_a_new_library_replaces_the_liked_texts_and_derives_the_model_again(corpus: Corpus) -> None:
+    profile = Profile(["cryptography"], texts=[ROBOT_TEXT])
+    first = profile.parts(corpus)
+    profile.set_library([], [LikedText("Dense retrieval of passages", None)])
+    second = profile.parts(corpus)
+    assert second is not first and second.library == {"library:0": LikedText("Dense retrieval of passages")}
+    profile.set_library([], [LikedText("Dense retrieval of passages", None)])
+    assert profile.parts(corpus) is second  # the same library: nothing to derive
+
+
+def test_the_library_is_part_of_the_stored_state_and_absent_from_a_state_without_one() -> None:
+    profile = Profile(["robots"], {3: 1, 4: -1}, library=[3], texts=[ROBOT_TEXT])
+    again = Profile.from_state(profile.to_state())
+    assert (again.keywords, again.labels, again.library, again.texts) == (
+        ["robots"],
+        {3: 1, 4: -1},
+        [3],
+        [ROBOT_TEXT],
+    )
+    assert b"library" not in Profile(["robots"], {3: 1}).to_state()  # the format of every model so far
+    old = b'{"format": 1, "keywords": ["robots"], "labels": [[3, 1]]}'
+    assert Profile.from_state(old).texts == []
+
+
+def test_weights_keep_what_the_explanation_needs_of_the_library(corpus: Corpus) -> None:
+    profile = Profile([], {8: 1, 9: 1}, library=[8], texts=[ROBOT_TEXT])
+    weights = Weights.of(profile.parts(corpus), [])
+    assert weights.liked == ("library:0", 8, 9)
+    assert weights.from_library("library:0") and weights.from_library(8) and not weights.from_library(9)
+    assert (
+        weights.liked_text("library:0") == (ROBOT_TEXT.title, ROBOT_TEXT.text)
+        and weights.liked_text(8) is None
+    )
+    again = Weights.from_bytes(weights.to_bytes())
+    assert again.library == weights.library
+    assert b"library" not in zlib.decompress(Weights.of(Profile([], {9: 1}).parts(corpus), []).to_bytes())

@@ -8,7 +8,7 @@ from rank_papers import BORROWING_TITLES, PAPERS, smooth_small_corpora
 from digest.config import Settings, load_settings
 from digest.db import Database
 from digest.models import Delivery, DeliveryItem, Paper, Subscriber
-from digest.rank import pick_digest, record_feedback
+from digest.rank import LikedText, pick_digest, record_feedback, record_library
 
 NOW = dt.datetime(2025, 6, 30, 8, 0)
 
@@ -173,3 +173,16 @@ def test_a_title_only_paper_is_never_picked_for_a_word_it_borrowed_from_its_neig
         subscriber = _subscriber(session, keywords=["benchmarks"])
         picks = pick_digest(session, settings, subscriber, now=NOW, k=4)
     assert [p.paper.title for p in picks] == [BORROWING_TITLES[0]]
+
+
+def test_a_library_of_liked_texts_alone_picks_its_topic_and_names_the_text(
+    db: Database, settings: Settings
+) -> None:
+    text = LikedText("Quadruped robots that walk", "A legged robot learns locomotion over rough terrain.")
+    with db.session() as session:
+        ids = _add_papers(session)
+        subscriber = _subscriber(session, keywords=[], digest_size=2)
+        record_library(session, subscriber, [], [text])
+        picks = pick_digest(session, settings, subscriber, now=NOW)
+    assert picks[0].paper.id == ids[7] and {p.paper.id for p in picks} <= {ids[7], ids[8]}
+    assert picks[0].why == "similar to “Quadruped robots that walk” in your library"

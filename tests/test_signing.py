@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 import time_machine
 
-from digest.signing import FEEDBACK_ACTIONS, BadToken, Links, Signer
+from digest.signing import FEEDBACK_ACTIONS, BadToken, Links, Signer, Token
 
 SECRET = "a-test-secret-of-enough-length"
 
@@ -80,3 +82,22 @@ def test_a_validly_signed_token_with_an_id_that_is_no_database_id_is_refused(pay
     token = URLSafeTimedSerializer(SECRET, salt=SALT).dumps(payload)  # signed with the real key
     with pytest.raises(BadToken, match="not valid"):
         Signer(SECRET).loads(token, ACTIONS)
+
+
+def test_archive_and_feed_links_carry_their_own_actions_and_only_the_feed_never_expires() -> None:
+    signer = Signer("k" * 32, max_age_days=1)
+    made = Links("https://digest.example.org/", signer)
+    archive = made.archive(7, dt.date(2025, 6, 30))
+    assert archive.startswith("https://digest.example.org/archive/") and archive.endswith("/2025-06-30")
+    assert made.ratings(7).endswith("/ratings") and made.feed(7).startswith(
+        "https://digest.example.org/feed/"
+    )
+    archive_token = made.archive(7).rsplit("/", 1)[1]
+    feed_token = made.feed(7).rsplit("/", 1)[1]
+    assert signer.loads(archive_token, {"archive"}) == Token("archive", 7)
+    with pytest.raises(BadToken, match="for 'archive'"):
+        signer.loads(archive_token, {"feed"})
+    with time_machine.travel(dt.datetime.now() + dt.timedelta(days=2)):
+        assert signer.loads(feed_token, {"feed"}) == Token("feed", 7)
+        with pytest.raises(BadToken, match="expired"):
+            signer.loads(archive_token, {"archive"})

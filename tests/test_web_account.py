@@ -8,11 +8,12 @@ import html
 import pytest
 import time_machine
 from fastapi.testclient import TestClient
+from library_support import add_topic_papers, speech_library
 from sqlalchemy import func, select
 from web_support import add_paper, add_subscriber, client_for, csrf_token, links, path_of, snapshot
 
 from digest.models import Delivery, DeliveryItem, Feedback, Subscriber, SubscriberModel
-from digest.rank import record_feedback
+from digest.rank import load_profile, record_feedback
 from digest.signing import Signer
 from digest.web.app import create_app
 
@@ -249,3 +250,74 @@ def test_pause_resume_delete_and_unsubscribe_answer_with_redirects(client, setti
     deleted = client.post(url + "/delete", data={"csrf_token": token})
     assert deleted.status_code == 303 and deleted.headers["location"] == "/deleted"
     assert "Your data is deleted" in client.get("/deleted").text
+
+
+# --- the library and the archive from the preferences page -----------------------------------------------
+
+
+def test_preferences_link_the_archive_ratings_and_feed_and_offer_a_library_upload(client, settings, db, sid):
+    page = client.get(path_of(links(settings).preferences(sid))).text
+    assert (
+        "/archive/" in page and "/ratings" in page and 'id="feed-url" value="http://digest.test/feed/' in page
+    )
+    assert (
+        f'action="/preferences/{path_of(links(settings).preferences(sid)).rsplit("/", 1)[1]}/library"' in page
+    )
+    assert "No library yet" in page
+
+
+def test_a_library_uploaded_from_the_preferences_is_imported_and_counted(client, settings, db, sid):
+    ids = add_topic_papers(db, per_topic=4)
+    url = path_of(links(settings).preferences(sid))
+    token = csrf_token(client.get(url).text)
+    answer = client.post(
+        url + "/library",
+        data={"csrf_token": token},
+        files={"library": ("zotero.bib", speech_library(matched=2, texts=3).encode())},
+    )
+    assert answer.status_code == 303 and answer.headers["location"] == f"{url}?saved=library&aside=0"
+    shown = html.unescape(client.get(answer.headers["location"]).text)
+    assert "Your library is imported" in shown and "2 papers of your library are among ours" in shown
+    assert "3 others shape your picks" in shown
+    with db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Feedback)) == 2
+        assert load_profile(session, session.get(Subscriber, sid)).library == ids["speech"][:2]
+    ids_only = client.post(
+        url + "/library",
+        data={"csrf_token": token},
+        files={"library": ("ids.txt", b"2501.10000\n2412.99999\n")},
+    )
+    assert ids_only.headers["location"].endswith("aside=1")
+    assert "1 entry (ids of papers we do not have" in html.unescape(
+        client.get(ids_only.headers["location"]).text
+    )
+
+
+def test_a_bad_upload_or_none_stores_nothing_and_says_why(client, settings, db, sid):
+    url = path_of(links(settings).preferences(sid))
+    token = csrf_token(client.get(url).text)
+    before = snapshot(db)
+    bad = client.post(
+        url + "/library", data={"csrf_token": token}, files={"library": ("x.txt", b"not an id\n")}
+    )
+    assert (
+        bad.status_code == 422 and "line 1: &#39;not an id&#39; is neither an arXiv id nor a DOI" in bad.text
+    )
+    none = client.post(url + "/library", data={"csrf_token": token})
+    assert none.status_code == 422 and "choose a file first" in none.text
+    no_csrf = client.post(url + "/library", files={"library": ("x.txt", b"2501.10000\n")})
+    assert no_csrf.status_code == 403
+    assert snapshot(db) == before
+
+
+def test_with_a_library_the_keywords_may_be_emptied(client, settings, db, sid):
+    add_topic_papers(db, per_topic=4)
+    url = path_of(links(settings).preferences(sid))
+    page = client.get(url).text
+    refused = client.post(url, data=prefs_form(page, keywords=""))
+    assert refused.status_code == 422 and "give at least one keyword" in refused.text
+    client.post(
+        url + "/library", data={"csrf_token": csrf_token(page)}, files={"library": ("l.txt", b"2501.10000\n")}
+    )
+    saved = client.post(url, data=prefs_form(client.get(url).text, keywords=""))
+    assert saved.status_code == 303 and stored(db, sid).keywords == []

@@ -36,6 +36,9 @@ def every_link(settings, db) -> list[str]:
         made.preferences(sid) + "/delete",
         made.unsubscribe(sid),
         made.confirm(pending),
+        made.archive(sid),
+        made.ratings(sid),
+        made.feed(sid),
     ]
     return [path_of(u) for u in urls] + ["/", "/subscribe", "/healthz", "/favicon.ico", "/static/style.css"]
 
@@ -63,7 +66,8 @@ def test_every_answer_carries_the_security_headers(client) -> None:
         assert headers["x-content-type-options"] == "nosniff"
         assert headers["referrer-policy"] == "no-referrer"
         assert headers["x-frame-options"] == "DENY"
-    assert client.get("/feedback/x").headers["cache-control"] == "no-store"
+    for private in ("/feedback/x", "/archive/x", "/feed/x"):
+        assert client.get(private).headers["cache-control"] == "no-store"
 
 
 def test_csrf_cookie_is_http_only_and_same_site(client) -> None:
@@ -98,7 +102,7 @@ def test_access_log_lines_never_contain_link_tokens(settings, db) -> None:
     assert token not in record.getMessage() and "/feedback/<token>?x=1" in record.getMessage()
     create_app(settings, db)
     assert any(isinstance(f, RedactTokens) for f in logging.getLogger("uvicorn.access").filters)
-    for kind in ("preferences", "unsubscribe", "confirm"):
+    for kind in ("preferences", "unsubscribe", "confirm", "archive", "feed"):
         assert redact(f"POST /{kind}/abc.DEF-12_3/delete") == f"POST /{kind}/<token>/delete"
     assert redact("GET /papers/12") == "GET /papers/12"
 

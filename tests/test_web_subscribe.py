@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from library_support import add_topic_papers, speech_library
 from sqlalchemy import select
 from web_support import (
     add_subscriber,
@@ -21,7 +22,8 @@ from web_support import (
 
 from digest.config import load_settings
 from digest.db import Database
-from digest.models import Subscriber
+from digest.models import Feedback, Subscriber
+from digest.rank import load_profile
 
 FORM = {
     "channel": "email",
@@ -224,3 +226,76 @@ def test_every_bad_field_is_shown_at_once_and_highlighted(client, db) -> None:
         assert f'id="{field}-error"' in answer.text, field
         assert f'aria-invalid="true" aria-describedby="{field}-error"' in answer.text, field
     assert subscribers(db) == []
+
+
+# --- a library at sign-up ------------------------------------------------------------------------------
+
+
+def submit_with_library(client, data: bytes, name: str = "library.bib", **changes: str):  # type: ignore[no-untyped-def]
+    token = csrf_token(client.get("/subscribe").text)
+    files = {"library": (name, data, "application/octet-stream")}
+    return client.post(
+        "/subscribe", data=FORM | {"csrf_token": token} | changes, files=files, follow_redirects=True
+    )
+
+
+def test_the_sign_up_form_takes_a_library_file(client) -> None:
+    page = client.get("/subscribe").text
+    assert 'enctype="multipart/form-data"' in page and 'type="file" name="library"' in page
+    assert "BibTeX" in page and "5.24 MB" in page
+
+
+def test_a_sign_up_with_a_library_and_no_keywords_shapes_the_pending_model(client, settings, db) -> None:
+    ids = add_topic_papers(db, per_topic=4)
+    answer = submit_with_library(client, speech_library(matched=2, texts=3).encode(), keywords="")
+    assert answer.status_code == 200 and "Check your inbox" in answer.text
+    (subscriber,) = subscribers(db)
+    assert (subscriber.status, subscriber.keywords) == ("pending", [])
+    with db.session() as session:
+        votes = session.execute(select(Feedback.paper_id, Feedback.source)).all()
+        assert sorted(votes) == [(ids["speech"][0], "library"), (ids["speech"][1], "library")]
+        assert len(load_profile(session, subscriber).texts) == 3
+    (mail,) = outbox_messages(settings)
+    assert "Confirm" in mail["Subject"]  # still double opt-in: nothing is sent before the click
+
+
+def test_a_bad_library_is_named_next_to_its_field_and_nothing_is_stored(client, db) -> None:
+    before = snapshot(db)
+    answer = submit_with_library(
+        client, b"@misc{a, year = {2020}}\n@article{b, title = {Fine}}\n", keywords=""
+    )
+    assert answer.status_code == 422
+    text = html.unescape(answer.text)
+    assert 'id="library-error"' in text and "entry 'a' (line 1): no title, arXiv id or DOI" in text
+    assert "choose it again" in text and "give at least one keyword" not in text
+    assert snapshot(db) == before
+
+
+def test_a_library_over_the_size_limit_is_refused(settings, db) -> None:
+    small = settings.model_copy(update={"max_library_bytes": 100})
+    client = client_for(small, db)
+    answer = submit_with_library(client, b"1706.03762\n" * 20, keywords="")
+    assert answer.status_code == 422 and "too big (the limit is 100 bytes)" in html.unescape(answer.text)
+    assert subscribers(db) == []
+
+
+def test_a_request_body_far_over_the_limit_is_refused_before_it_is_read(settings, db) -> None:
+    small = settings.model_copy(update={"max_library_bytes": 100})
+    client = client_for(small, db)
+    token = csrf_token(client.get("/subscribe").text)
+    huge = b"x" * (2 * 1024 * 1024)
+    answer = client.post(
+        "/subscribe", data=FORM | {"csrf_token": token}, files={"library": ("big.bib", huge)}
+    )
+    assert answer.status_code == 413 and "Too large" in answer.text
+    assert subscribers(db) == []
+
+
+def test_a_live_address_signing_up_again_with_a_library_changes_nothing(client, settings, db) -> None:
+    add_topic_papers(db, per_topic=4)
+    sid = add_subscriber(db, settings, email="grace@example.org")
+    before = snapshot(db)
+    answer = submit_with_library(client, speech_library(matched=2, texts=1).encode())
+    assert "Check your inbox" in answer.text and snapshot(db) == before
+    with db.session() as session:
+        assert session.get(Subscriber, sid).keywords == ["diffusion"]

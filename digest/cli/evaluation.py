@@ -41,8 +41,24 @@ def eval_rank_command(papers: Path, cases: Path, out: Path, k: int) -> None:
 @click.option("--users", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="JSONL (.gz ok).")
 @click.option("--k", type=click.IntRange(min=1), default=10, show_default=True)
-def eval_replay_command(papers: Path, users: Path, out: Path, k: int) -> None:
+@click.option(
+    "--library-size",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Start each user from N of their relevant papers of the first week (a library) instead of "
+    "keywords; those papers are never shown nor counted.",
+)
+@click.option(
+    "--start",
+    type=click.Choice(["library", "keywords", "both"]),
+    default="library",
+    show_default=True,
+    help="With --library-size: the model starts from the library, the keywords (the library's papers "
+    "still set aside, for a comparison on the same papers), or both.",
+)
+def eval_replay_command(papers: Path, users: Path, out: Path, k: int, library_size: int, start: str) -> None:
     """Replay daily digests with simulated 👍/👎; print hit@k (overall, first 5, last 10 days) last."""
     from digest.evaluate import eval_replay  # numpy/scipy load only when evaluating
 
-    _run_eval(eval_replay, papers, users, out, k)
+    _run_eval(eval_replay, papers, users, out, k, library_size, start)

@@ -17,7 +17,8 @@ from digest.ingest.service import ingest_paths
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object (last line).")
 @pass_context
 def ingest_command(app: Context, paths: tuple[Path, ...], as_json: bool) -> None:
-    """Ingest digest files and folders (walked for *.txt page dumps and *.json API responses).
+    """Ingest digest files and folders (walked for *.txt page dumps, *.json Hugging Face API responses and
+    *.xml/*.rss/*.atom arXiv feeds and API responses; the format is read from the content).
 
     Known papers are deduplicated; a file seen before changes nothing; a bad file is recorded as
     rejected with the reason and the others go on. Exit status 1 when any file was rejected.

@@ -1,5 +1,6 @@
 """``digest subscribe`` and ``digest subscribers list|show|edit|pause|resume|remove|import|export``: the
-operator's path (no double opt-in). Every check and query lives in ``digest.subscribers``."""
+operator's path (no double opt-in). Every check and query lives in ``digest.subscribers``; a library file
+(``--library``) is read by ``digest.references`` and imported by ``digest.subscribers.library``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import click
 
 from digest.cli.context import Commands, Context, emit_json, pass_context
 from digest.deliver.repair import list_deliveries
-from digest.models import SubscriberStatus
+from digest.models import Subscriber, SubscriberStatus
+from digest.references import LibraryError, Reference, read_library
 from digest.subscribers import (
     COLUMNS,
     STATUSES,
@@ -28,6 +30,7 @@ from digest.subscribers import (
     list_subscribers,
     set_status,
 )
+from digest.subscribers.library import LibraryReport, has_library, import_library, library_summary
 
 SHOWN_DELIVERIES = 5
 SHOWN_IMPORT_ERRORS = 50
@@ -47,8 +50,7 @@ def subscription_options(editing: bool) -> Callable[[Callable[..., Any]], Callab
         ),
         click.option(
             "--keywords",
-            required=not editing,
-            help='Interests, comma-separated: "diffusion, speech synthesis".',
+            help='Interests, comma-separated: "diffusion, speech synthesis" (optional with --library).',
         ),
         click.option(
             "--exclude",
@@ -74,6 +76,13 @@ def subscription_options(editing: bool) -> Callable[[Callable[..., Any]], Callab
         click.option(
             "--cadence", default=default("daily"), show_default=not editing, help="daily or weekly."
         ),
+        click.option(
+            "--library",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Papers they already like, as a cold start: BibTeX, CSL JSON or RIS (a Zotero export), "
+            "or a list of arXiv ids / DOIs. Stored papers become 👍, the others' titles and abstracts "
+            "liked texts; a new library replaces the previous one's texts.",
+        ),
     ]
 
     def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -87,11 +96,41 @@ def subscription_options(editing: bool) -> Callable[[Callable[..., Any]], Callab
 @click.command()
 @subscription_options(editing=False)
 @pass_context
-def subscribe(app: Context, **fields: Any) -> None:
-    """Add an active subscription (no confirmation mail: the operator's path) and print its id."""
+def subscribe(app: Context, library: Path | None, **fields: Any) -> None:
+    """Add an active subscription (no confirmation mail: the operator's path) and print its id.
+
+    With --library the keywords are optional; a bad library file stores nothing (each bad entry named)."""
+    references = _read_library(app, library) if library else None
+    fields["keywords"] = fields["keywords"] or ""
     with app.db.session() as session:
-        subscriber = create_subscriber(session, app.settings, **fields)
+        subscriber = create_subscriber(session, app.settings, **fields, keywords_required=references is None)
+        report = import_library(session, subscriber, references) if references else None
     click.echo(subscriber.id)
+    _report_library(report)
+
+
+def _read_library(app: Context, path: Path) -> list[Reference]:
+    """The library file's entries; a ClickException listing every bad entry (nothing is stored)."""
+    with path.open("rb") as handle:  # bounded: a bigger file is refused from what was read
+        data = handle.read(app.settings.max_library_bytes + 1)
+    try:
+        return read_library(data, app.settings.max_library_bytes)
+    except LibraryError as exc:
+        for problem in exc.problems[:SHOWN_IMPORT_ERRORS]:
+            click.echo(f"{path}: {problem}", err=True)
+        if len(exc.problems) > SHOWN_IMPORT_ERRORS:
+            click.echo(f"{path}: … and {len(exc.problems) - SHOWN_IMPORT_ERRORS} more", err=True)
+        raise click.ClickException(
+            f"--library: {len(exc.problems)} problems in {path}: nothing stored"
+        ) from None
+
+
+def _report_library(report: LibraryReport | None) -> None:
+    if report is None:
+        return
+    for entry in report.left_aside[:SHOWN_IMPORT_ERRORS]:
+        click.echo(f"left aside: {entry}", err=True)
+    click.echo(report.summary(), err=True)
 
 
 @click.group(cls=Commands)
@@ -129,6 +168,7 @@ def show(app: Context, reference: str, as_json: bool) -> None:
     with app.db.session() as session:
         subscriber = _find(session, reference)
         shown = details(session, subscriber, list_deliveries(session, subscriber.id, limit=SHOWN_DELIVERIES))
+        shown["library"] = library_summary(session, subscriber)
     if as_json:
         emit_json(shown)
         return
@@ -143,6 +183,7 @@ def show(app: Context, reference: str, as_json: bool) -> None:
         f"{schedule['weekdays']}, {schedule['size']} papers",
         "next send": shown["next_send_at"] or "-",
         "votes": f"👍 {shown['votes']['up']}  👎 {shown['votes']['down']}",
+        "library": f"{shown['library']['papers']} stored papers, {shown['library']['texts']} liked texts",
         "created": shown["created_at"],
     }
     for name, value in lines.items():
@@ -160,14 +201,22 @@ def _delivery_line(row: dict[str, Any]) -> str:
 @click.argument("reference", metavar="ID|ADDRESS")
 @subscription_options(editing=True)
 @pass_context
-def edit(app: Context, reference: str, **fields: Any) -> None:
-    """Change a subscription with the flags of `digest subscribe`, checked the same way; all or nothing."""
+def edit(app: Context, reference: str, library: Path | None, **fields: Any) -> None:
+    """Change a subscription with the flags of `digest subscribe`, checked the same way; all or nothing.
+
+    --library imports a library (see `subscribe`); a subscriber with one may have no keywords."""
     changes = {name: value for name, value in fields.items() if value is not None}
-    if not changes:
-        raise click.UsageError("give at least one flag to change, e.g. --keywords or --time")
+    if not changes and library is None:
+        raise click.UsageError("give at least one flag to change, e.g. --keywords, --time or --library")
+    references = _read_library(app, library) if library else None
     with app.db.session() as session:
-        subscriber = edit_subscriber(session, app.settings, _find(session, reference), **changes)
+        subscriber = _find(session, reference)
+        if changes:
+            optional = references is not None or has_library(session, subscriber)
+            edit_subscriber(session, app.settings, subscriber, **changes, keywords_required=not optional)
+        report = import_library(session, subscriber, references) if references else None
         click.echo(f"subscriber {subscriber.id} updated")
+    _report_library(report)
 
 
 @subscribers.command("pause")
@@ -251,7 +300,7 @@ def export(app: Context, as_json: bool) -> None:
     writer.writerows(rows)
 
 
-def _find(session: Any, reference: str) -> Any:
+def _find(session: Any, reference: str) -> Subscriber:
     try:
         return find_subscriber(session, reference)
     except LookupError as exc:

@@ -4,7 +4,8 @@ Identity: the arXiv id when known, else the title key (``normalise.title_key``).
 paper by arXiv id, else by title key unless the stored paper has a *different* arXiv id (then they are two
 papers with one title, and the newcomer's title key gets a ``~arxiv:<id>`` suffix to stay unique). A match
 only fills what the stored paper lacks (arXiv id — ``key`` becomes ``arxiv:<id>`` — abstract, authors,
-publication time, upvotes).
+publication time, upvotes, DOI). An entry that is only a later version of a paper (``Entry.replacement``)
+and matches none is left out: a replacement is never a new paper.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from digest.models import Paper, utcnow
 
 IN_CHUNK = 500  # values per SQL ``IN`` list
 
-_COLUMNS = ("key", "arxiv_id", "title_key", "title", "abstract", "authors", "published_at", "upvotes")
-_GAPS = ("abstract", "authors", "published_at", "upvotes")
+_COLUMNS = (
+    "key", "arxiv_id", "title_key", "title", "abstract", "authors", "published_at", "upvotes", "doi"
+)  # fmt: skip
+_GAPS = ("abstract", "authors", "published_at", "upvotes", "doi")
 
 
 @dataclass(eq=False)
@@ -87,6 +90,8 @@ class Merger:
 
     def _take(self, entry: Entry) -> None:
         paper = self._match(entry)
+        if paper is None and entry.replacement:
+            return
         if paper is None:
             paper = self._add(entry)
             self.new += 1
@@ -111,7 +116,8 @@ class Merger:
         values = {
             "key": paper_key(entry.arxiv_id, key), "arxiv_id": entry.arxiv_id, "title_key": key,
             "title": entry.title, "abstract": entry.abstract, "authors": list(entry.authors),
-            "published_at": entry.published_at, "upvotes": entry.upvotes, "first_seen_at": self.now,
+            "published_at": entry.published_at, "upvotes": entry.upvotes, "doi": entry.doi,
+            "first_seen_at": self.now,
         }  # fmt: skip
         paper = KnownPaper(None, values)
         self._remember(paper)

@@ -24,6 +24,10 @@ class Entry:
     published_at: dt.datetime | None = None
     upvotes: int | None = None
     digest_date: dt.date | None = None
+    doi: str | None = None
+    # A later version of a paper announced before (arXiv's "replace"): it fills what a stored paper lacks
+    # but is never a new paper.
+    replacement: bool = False
 
     def __post_init__(self) -> None:
         self.title = clean_text(self.title)

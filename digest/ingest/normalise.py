@@ -29,6 +29,12 @@ _LATEX_FONT = re.compile(r"\\(?:text(?:it|bf|sc|tt|rm|sf|up)?|math(?:rm|bf|it|ca
 # arXiv identifier schemes: https://info.arxiv.org/help/arxiv_identifier.html
 _ARXIV_NEW = re.compile(r"^(\d{4}\.\d{4,5})(v\d+)?$", re.ASCII)
 _ARXIV_OLD = re.compile(r"^([a-z]+(?:-[a-z]+)*(?:\.[A-Z]{2})?/\d{7})(v\d+)?$", re.ASCII)
+# DOI syntax (doi.org/the-identifier, "DOI Handbook" 2.2): "10." + registrant code + "/" + any suffix.
+_DOI = re.compile(r"^10\.\d{4,9}/\S+$")
+_DOI_PREFIX = re.compile(r"^(?:https?://(?:dx\.)?doi\.org/|doi:\s*)", re.IGNORECASE)
+# arXiv registers every paper as 10.48550/arXiv.<id> (info.arxiv.org/help/doi.html).
+ARXIV_DOI_PREFIX = "10.48550/arxiv."
+MAX_DOI_CHARS = 255
 
 
 def clean_text(value: str) -> str:
@@ -64,6 +70,21 @@ def arxiv_id(value: str) -> str | None:
         if match:
             return match.group(1)
     return None
+
+
+def doi(value: str) -> str | None:
+    """A DOI in the lower case it is compared in (DOIs are case-insensitive), without a resolver prefix
+    ("https://doi.org/", "doi:"); None when ``value`` is not one."""
+    text = _DOI_PREFIX.sub("", value.strip()).strip().lower()
+    return text if _DOI.match(text) and len(text) <= MAX_DOI_CHARS else None
+
+
+def arxiv_id_of_doi(value: str) -> str | None:
+    """The arXiv id an arXiv DOI (10.48550/arXiv.2401.12345) names, else None."""
+    found = doi(value)
+    if found is None or not found.startswith(ARXIV_DOI_PREFIX):
+        return None
+    return arxiv_id(found.removeprefix(ARXIV_DOI_PREFIX))
 
 
 def paper_key(arxiv: str | None, key: str) -> str:

@@ -13,9 +13,13 @@ One code path for the CLI (``digest ingest``), the inbox job and the API pull (`
   taken over (path, size, mtime) instead of the content, so offering it again is still "already seen".
 * Papers are deduplicated by arXiv id or title (``digest.ingest.dedupe``); nothing stored is overwritten.
 * Existing papers are loaded per chunk with bulk ``IN`` queries, never one query per entry.
-* Folders are walked recursively for ``*.txt`` and ``*.json``; hidden files, other extensions and
-  licence/README-type files (``LICENSE-archive-repo.txt`` beside the archived API files) are skipped
-  and listed as ignored. A file named explicitly is always read, whatever its name.
+* The format is chosen by content: JSON (a ``.json`` name, or ``[``/``{`` first) is the Hugging Face API
+  (``hf_json``), markup (``<`` first) an arXiv feed or API response (``arxiv_feed``), anything else a
+  page dump (``text``), whose reader refuses what has not the page's shape.
+* Folders are walked recursively for ``*.txt``, ``*.json`` and ``*.xml``/``*.rss``/``*.atom``; hidden
+  files, other extensions and licence/README-type files (``LICENSE-archive-repo.txt`` beside the
+  archived API files) are skipped and listed as ignored. A file named explicitly is always read,
+  whatever its name.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from sqlalchemy.exc import IntegrityError
 from tqdm import tqdm
 
 from digest.db import Database
+from digest.ingest.arxiv_feed import looks_like_markup, parse_feed
 from digest.ingest.decode import decode
 from digest.ingest.entries import ParsedDigest, ParseError
 from digest.ingest.hf_json import parse_json
@@ -46,7 +51,7 @@ from digest.models import DigestFile, FileStatus, utcnow
 
 log = logging.getLogger(__name__)
 
-SUFFIXES = (".txt", ".json")
+SUFFIXES = (".txt", ".json", ".xml", ".rss", ".atom")
 PROGRESS_MIN_FILES = 20
 _MAX_INT = 2**31 - 1
 _NOT_DIGESTS = re.compile(r"^(licen[cs]e|copying|notice|readme|changelog|authors)\b", re.IGNORECASE)
@@ -199,6 +204,8 @@ def _parse(name: str, data: bytes, anchor: dt.date, date_of_name: dt.date | None
         except ParseError:
             if is_json_name:
                 raise  # a text file that merely starts with a bracket falls through to the text reader
+    if looks_like_markup(text):
+        return parse_feed(data, name_date=date_of_name)
     return parse_text(text, anchor=anchor, name_date=date_of_name)
 
 

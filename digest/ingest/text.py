@@ -24,7 +24,9 @@ for the record (``DigestFile.format``). Each line is one of:
 A file is only taken for a page dump when it shows the page chrome or at least one title followed by
 an abstract of ``ABSTRACT_MIN_CHARS`` or more (real abstracts are one long line; wrapped prose is not).
 Anything else (a licence, a README, a word list) is rejected as "no papers found" rather than turned
-into junk papers.
+into junk papers. Markup is refused first: a page copied from a browser has no tags, so a file where
+``MARKUP_SHARE`` of the lines are XML/HTML tags (a feed, a saved web page) is no page dump, whatever
+else it holds (an arXiv RSS file once became 128 junk papers here).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from digest.ingest.normalise import arxiv_id, clean_text
 
 ABSTRACT_MIN_CHARS = 200
 ABSTRACT_MIN_WORDS = 12
+MARKUP_SHARE = 0.1
 
 _CHROME = re.compile(
     r"^(?:new|subscribe|byak and the research community"
@@ -49,6 +52,9 @@ _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
 _FULL_MONTHS = "january february march april may june july august september october november december".split()
 _MONTH_DAY = re.compile(r"^(?P<month>[A-Za-z]{3,9})\.? (?P<day>\d{1,2})(?:,? (?P<year>\d{4}))?$")
 _ISO_DATE = re.compile(r"^(?P<year>\d{4})-(?P<month>\d{2})-(?P<day>\d{2})$")
+# A line that opens with a tag, a closing tag, a declaration or a processing instruction: <item>, </a>,
+# <?xml …?>, <!DOCTYPE …>, <dc:creator>…
+_TAG_LINE = re.compile(r"^<(?:[/?!]|[A-Za-z][\w:.-]*(?:\s[^<>]*)?/?>)")
 _PAPER_LINK = re.compile(
     r"^(?:https?://(?:www\.)?(?:huggingface\.co/papers|arxiv\.org/(?:abs|pdf))/|arxiv:\s*)(?P<id>[^\s?#]+)$",
     re.IGNORECASE,
@@ -128,6 +134,7 @@ class _Reader:
 def parse_text(text: str, *, anchor: dt.date, name_date: dt.date | None = None) -> ParsedDigest:
     """Parse a page dump. ``anchor`` dates year-less dates; ``name_date`` is the date in the file name."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    refuse_markup(lines)
     reader = _Reader(anchor=anchor, default_date=name_date)
     for number, raw in enumerate(lines, start=1):
         line = clean_text(raw)
@@ -144,6 +151,18 @@ def parse_text(text: str, *, anchor: dt.date, name_date: dt.date | None = None) 
     layout = detect_layout(lines)
     digest_date = reader.first_date or name_date
     return ParsedDigest(f"text/{layout}", reader.entries, digest_date, reader.notes)
+
+
+def refuse_markup(lines: list[str]) -> None:
+    """Raise ParseError when ``MARKUP_SHARE`` or more of the non-blank lines are XML/HTML tags."""
+    content = [(number, line.strip()) for number, line in enumerate(lines, start=1) if line.strip()]
+    tags = [(number, line) for number, line in content if _TAG_LINE.match(line)]
+    if content and len(tags) >= MARKUP_SHARE * len(content):
+        number, line = tags[0]
+        raise ParseError(
+            f"markup, not a Daily Papers page dump: {len(tags)} of {len(content)} lines are XML/HTML tags "
+            f"(line {number}: {line[:60]!r}); a feed is read as one only when it starts with '<'"
+        )
 
 
 def detect_layout(lines: list[str]) -> str:

@@ -1,5 +1,5 @@
-"""Why a paper was picked, in one short and true line: the liked paper nearest to it, or the keywords and
-terms that scored it."""
+"""Why a paper was picked, in one short and true line: the liked paper nearest to it (one of the library the
+subscriber imported is named as such), or the keywords and terms that scored it."""
 
 from __future__ import annotations
 
@@ -76,7 +76,8 @@ def explain(
         latest = weights.liked[-LIKED_COMPARED:]
         paper = sp.csr_matrix((row[1], row[0], [0, row[0].size]), shape=(1, N_FEATURES))
         nearest = latest[int(np.argmax(sparse_dot(liked_rows(latest), paper)))]
-        return f"similar to “{textwrap.shorten(title_of(nearest), TITLE_CHARS, placeholder='…')}” you liked"
+        where = "in your library" if weights.from_library(nearest) else "you liked"
+        return f"similar to “{textwrap.shorten(title_of(nearest), TITLE_CHARS, placeholder='…')}” {where}"
     return _terms_reason(list(weights.terms), own, vectors.values, text)
 
 

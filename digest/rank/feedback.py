@@ -1,12 +1,16 @@
-"""The feedback use-case: a subscriber's 👍/👎 stored and their model brought up to date at once."""
+"""The feedback use-cases: a subscriber's 👍/👎 stored and their model brought up to date at once; the same
+for a library they import (its stored papers 👍, its other entries liked texts)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy.orm import Session
 
-from digest.models import Feedback, Paper, Subscriber, SubscriberModel
+from digest.models import Feedback, FeedbackSource, Paper, Subscriber, SubscriberModel
 from digest.rank.cache import profile_from, save_profile_to
 from digest.rank.library import library_for
+from digest.rank.model import LikedText
 from digest.rank.weights import Weights
 
 
@@ -37,3 +41,25 @@ def record_feedback(
     save_profile_to(session, subscriber, profile, stored, weights)
     session.flush()
     return feedback
+
+
+def record_library(
+    session: Session, subscriber: Subscriber, paper_ids: Sequence[int], texts: Sequence[LikedText]
+) -> list[int]:
+    """Import a library: each stored paper of it not rated yet becomes a 👍 (a ``library`` feedback event;
+    a paper already rated keeps its rating), its other entries the model's liked texts (replacing those of
+    an earlier library); the model is derived at once, so the next digest ranks by it. Returns the ids of
+    the papers newly rated."""
+    stored = session.get(SubscriberModel, subscriber.id)
+    profile = profile_from(session, subscriber, stored).copy()
+    rated = [paper for paper in dict.fromkeys(paper_ids) if paper not in profile.labels]
+    for paper in rated:
+        vote = Feedback(subscriber_id=subscriber.id, paper_id=paper, value=1, source=FeedbackSource.LIBRARY)
+        session.add(vote)
+        profile.rate(paper, 1)
+    profile.set_library([*profile.library, *paper_ids], texts)
+    view = library_for(session)
+    weights = (Weights.of(profile.parts(view), profile.keywords), len(view))
+    save_profile_to(session, subscriber, profile, stored, weights)
+    session.flush()
+    return rated

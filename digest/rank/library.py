@@ -172,12 +172,14 @@ class LibraryView:
             return window.rows[[window.position[i] for i in wanted]]
         if not cache:
             return self._weighed(wanted, cache)
-        rows = self.library.rows
-        missing = [i for i in dict.fromkeys(wanted) if i not in rows]
-        if missing:
-            for paper, row in zip(missing, self._weighed(missing, cache), strict=True):
-                rows[paper] = row
-        return sp.vstack([rows[i] for i in wanted], format="csr") if wanted else self.weigh([])
+        cached = self.library.rows
+        found = {i: cached[i] for i in wanted if i in cached}
+        missing = [i for i in dict.fromkeys(wanted) if i not in found]
+        if missing:  # weighing may index papers first, which empties the cache: keep them here too
+            found.update(zip(missing, self._weighed(missing, cache), strict=True))
+            for paper in missing:
+                cached[paper] = found[paper]
+        return sp.vstack([found[i] for i in wanted], format="csr") if wanted else self.weigh([])
 
     def _weighed(self, wanted: list[int], cache: bool) -> sp.csr_matrix:
         counts = self._counts(wanted, cache)

@@ -15,6 +15,10 @@ keeps a few liked papers' terms from drowning under those most of them share; th
 for 👎 until there is one, so generic papers stop winning on common vocabulary; unrated papers are never
 negatives (a paper nobody rated may not have been seen).
 
+A library the subscriber imported (``digest.subscribers.library``) adds its stored papers as 👍 ratings, and
+its other entries as *liked texts* (title and abstract): rows weighed like any paper's (``encode``), rated 👍
+before any click, so they enter the 👍 centroid and the classifier the same way.
+
 A click updates the derived model instead of deriving it again (``digest.rank.rated``): the rated rows
 are kept over the few columns they and the keyword vector use, so a rating appends a row, adds it to the
 centroids' running sums and grows the classifier's dot products. New keywords, or a corpus grown past
@@ -26,11 +30,13 @@ from __future__ import annotations
 import json
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
 
 from digest.rank import classifier
+from digest.rank.corpus import paper_text
 from digest.rank.expansion import expand_keywords
 from digest.rank.rated import RatedPapers
 from digest.rank.source import PaperSource
@@ -47,6 +53,18 @@ DISLIKED_WEIGHT = 1.0
 PRIOR_WEIGHT = 0.75  # the corpus mean, subtracted while there is no 👎 yet
 CLASSIFIER_WEIGHT = 3.0
 SCORE_CHUNK = 64  # profiles scored together by ``score_many``
+TEXT_ID_PREFIX = "library:"  # a liked text's id among the rated papers' ("library:0", "library:1", …)
+
+
+class LikedText(NamedTuple):
+    """An entry of the subscriber's library that is no stored paper: its text still counts as a 👍."""
+
+    title: str
+    abstract: str | None = None
+
+    @property
+    def text(self) -> str:
+        return paper_text(self.title, self.abstract)
 
 
 class Parts:
@@ -66,9 +84,12 @@ class Parts:
         classifier: np.ndarray,
         liked_ids: tuple[Hashable, ...],
         n_disliked: int,
+        library: Mapping[Hashable, LikedText | None] | None = None,
     ) -> None:
         self.columns = columns
         self.liked_ids = liked_ids
+        # The liked ids that came from the library: a liked text's id → the text, a stored paper's → None.
+        self.library: Mapping[Hashable, LikedText | None] = library or {}
         self.prior = 0.0 if n_disliked else PRIOR_WEIGHT  # the corpus-mean penalty, until a 👎
         learned = LIKED_WEIGHT * liked + CLASSIFIER_WEIGHT * classifier
         weights = self.keyword_weight * keywords + learned - DISLIKED_WEIGHT * disliked
@@ -142,23 +163,33 @@ def _flattened(mean: np.ndarray) -> np.ndarray:
 
 
 class Profile:
-    """Keywords + latest rating per paper id; derives ``Parts`` for a corpus and caches them.
+    """Keywords + latest rating per paper id (+ the imported library: the stored papers it rated 👍, the
+    liked texts of the others); derives ``Parts`` for a corpus and caches them.
 
     A rating made after the parts were derived is applied as an update of the cached ``RatedPapers`` (its row
     appended and added to the centroids' sums, the classifier refitted on the grown dot products); a new
     corpus version or new keywords derive everything again.
     """
 
-    def __init__(self, keywords: Iterable[str] = (), labels: Mapping[Hashable, int] | None = None) -> None:
+    def __init__(
+        self,
+        keywords: Iterable[str] = (),
+        labels: Mapping[Hashable, int] | None = None,
+        *,
+        library: Iterable[Hashable] = (),
+        texts: Iterable[LikedText] = (),
+    ) -> None:
         self.keywords = [k.strip() for k in keywords if k.strip()]
         self.labels: dict[Hashable, int] = dict(labels or {})
+        self.library: list[Hashable] = list(dict.fromkeys(library))
+        self.texts: list[LikedText] = [LikedText(*text) for text in texts]
         self._rated: RatedPapers | None = None
         self._parts: Parts | None = None
         self._changed: list[Hashable] = []
 
     def copy(self) -> Profile:
         """An independent profile sharing the (immutable) derived state: copy-on-write for caches."""
-        twin = Profile(self.keywords, self.labels)
+        twin = Profile(self.keywords, self.labels, library=self.library, texts=self.texts)
         twin._rated, twin._parts, twin._changed = self._rated, self._parts, list(self._changed)
         return twin
 
@@ -179,17 +210,31 @@ class Profile:
             self.keywords = cleaned
             self._rated = self._parts = None
 
+    def set_library(self, papers: Iterable[Hashable], texts: Iterable[LikedText]) -> None:
+        """The imported library: which rated papers came from it (``rate`` them 👍 too), and the liked
+        texts of its other entries (they replace those of an earlier library)."""
+        papers, texts = list(dict.fromkeys(papers)), [LikedText(*text) for text in texts]
+        if (papers, texts) != (self.library, self.texts):
+            self.library, self.texts = papers, texts
+            self._rated = self._parts = None
+
+    def text_ids(self) -> dict[Hashable, LikedText]:
+        """The liked texts by their id among the rated papers."""
+        return {f"{TEXT_ID_PREFIX}{n}": text for n, text in enumerate(self.texts)}
+
     # --- scoring -----------------------------------------------------------------------------------
     def parts(self, corpus: PaperSource) -> Parts:
         """The derived model under ``corpus``: updated for new ratings, derived again when stale."""
         if self._rated is None or self._rated.stale(corpus):
             query = expand_keywords(corpus, self.keywords) if self.keywords else None
-            self._rated, self._parts = RatedPapers.build(corpus, query, self.labels), None
+            texts = {key: text.text for key, text in self.text_ids().items()}
+            self._rated, self._parts = RatedPapers.build(corpus, query, self.labels, texts), None
         elif self._changed:
             self._rated = self._rated.updated(corpus, self.labels, self._changed)
         self._changed = []
         if self._parts is None:
-            self._parts = _derived(self._rated)
+            library = {paper: None for paper in self.library} | self.text_ids()
+            self._parts = _derived(self._rated, library)
         return self._parts
 
     def weights(self, corpus: PaperSource) -> sp.csr_matrix:
@@ -225,10 +270,17 @@ class Profile:
     def to_state(self) -> bytes:
         """Serialise as JSON (never pickle: the bytes come back from the database).
 
-        Keywords and labels are the whole state: the vectors are a deterministic average of corpus rows,
-        re-derived in milliseconds under the current IDF, so nothing has to be refitted after a restart.
+        Keywords, labels and the library are the whole state: the vectors are a deterministic average of
+        corpus rows (and of the liked texts' rows), re-derived in milliseconds under the current IDF, so
+        nothing has to be refitted after a restart. A profile without a library has no ``library`` key.
         """
-        meta = {"format": STATE_FORMAT, "keywords": self.keywords, "labels": list(self.labels.items())}
+        meta: dict[str, object] = {
+            "format": STATE_FORMAT,
+            "keywords": self.keywords,
+            "labels": list(self.labels.items()),
+        }
+        if self.library or self.texts:
+            meta["library"] = {"papers": self.library, "texts": [list(text) for text in self.texts]}
         return json.dumps(meta, ensure_ascii=False).encode()
 
     @classmethod
@@ -240,7 +292,9 @@ class Profile:
         wrong = [paper for paper, value in labels.items() if value not in (1, -1)]
         if wrong:  # the classifier counts every rated row as a 👍 or a 👎
             raise ValueError(f"subscriber model state: rating of paper {wrong[0]!r} must be +1 or -1")
-        return cls(meta["keywords"], labels)
+        library = meta.get("library") or {}
+        texts = [LikedText(str(title), abstract) for title, abstract in library.get("texts", [])]
+        return cls(meta["keywords"], labels, library=library.get("papers", []), texts=texts)
 
 
 def score_many(profiles: Sequence[Profile], corpus: PaperSource, rows: sp.csr_matrix) -> np.ndarray:
@@ -282,7 +336,7 @@ def _by_used_column(rows: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, sp.csc
     return used, local, compact.tocsc()
 
 
-def _derived(rated: RatedPapers) -> Parts:
+def _derived(rated: RatedPapers, library: Mapping[Hashable, LikedText | None]) -> Parts:
     """The weight vector's components from the rated rows' sums and the classifier fitted on them."""
     liked, disliked = rated.labels > 0, rated.labels < 0
     liked_dense = unit(_flattened(rated.sums[0] / max(int(liked.sum()), 1)))
@@ -293,4 +347,6 @@ def _derived(rated: RatedPapers) -> Parts:
             classifier.fit(rated.gram, rated.classifier_rows, rated.classifier_liked, rated.background)
         )
     n_disliked = int(disliked.sum())
-    return Parts(rated.columns, rated.keywords, liked_dense, disliked_dense, coef, rated.liked, n_disliked)
+    return Parts(
+        rated.columns, rated.keywords, liked_dense, disliked_dense, coef, rated.liked, n_disliked, library
+    )

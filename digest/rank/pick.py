@@ -14,6 +14,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -109,14 +110,14 @@ def _picks(
 ) -> list[list[Pick]]:
     wanted = {window.ids[i] for found in chosen for i, _ in found}
     papers = {p.id: p for p in view.session.scalars(select(Paper).where(Paper.id.in_(wanted)))}
-    titles = _Titles(view.session)
+    titles, texts = _Titles(view.session), _TextRows(view)
     picks = []
     for subscriber, found in zip(subscribers, chosen, strict=True):
         w = weights[subscriber.id]
         with window.vectors(w) as vectors:
             picks.append(
                 [
-                    Pick(papers[window.ids[i]], score, _why(view, window, w, vectors, i, titles))  # type: ignore[index]
+                    Pick(papers[window.ids[i]], score, _why(view, window, w, vectors, i, titles, texts))  # type: ignore[index]
                     for i, score in found
                 ]
             )
@@ -124,10 +125,45 @@ def _picks(
 
 
 def _why(
-    view: LibraryView, window: Window, weights: Weights, vectors: Vectors, i: int, titles: _Titles
+    view: LibraryView,
+    window: Window,
+    weights: Weights,
+    vectors: Vectors,
+    i: int,
+    titles: _Titles,
+    texts: _TextRows,
 ) -> str:
     row, own = window.entries(i), window.own_entries(i)
-    return explain(weights, row, own, window.texts[i], view.rows_of, titles, vectors)
+
+    def title_of(liked: Hashable) -> str:
+        text = weights.liked_text(liked)
+        return text[0] if text is not None else titles(liked)
+
+    def liked_rows(ids: Sequence[Hashable]) -> sp.csr_matrix:
+        """The liked papers' rows, and the library's liked texts' among them (weighed like papers)."""
+        found = {liked: text[1] for liked in ids if (text := weights.liked_text(liked)) is not None}
+        if not found:
+            return view.rows_of(ids)
+        papers = [liked for liked in ids if liked not in found]
+        rows = dict(zip(papers, view.rows_of(papers), strict=True)) if papers else {}
+        rows |= dict(zip(found, texts(list(found.values())), strict=True))
+        return sp.vstack([rows[liked] for liked in ids], format="csr")
+
+    return explain(weights, row, own, window.texts[i], liked_rows, title_of, vectors)
+
+
+class _TextRows:
+    """Liked texts weighed once per run: every pick of a subscriber compares the same ones."""
+
+    def __init__(self, view: LibraryView) -> None:
+        self.view = view
+        self.known: dict[str, sp.csr_matrix] = {}
+
+    def __call__(self, texts: list[str]) -> list[sp.csr_matrix]:
+        missing = [text for text in dict.fromkeys(texts) if text not in self.known]
+        if missing:
+            self.known.update(zip(missing, self.view.encode(missing), strict=True))
+        return [self.known[text] for text in texts]
 
 
 class _Titles:

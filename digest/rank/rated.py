@@ -49,11 +49,20 @@ class RatedPapers:
 
     @classmethod
     def build(
-        cls, corpus: PaperSource, query: sp.csr_matrix | None, labels: Mapping[Hashable, int]
+        cls,
+        corpus: PaperSource,
+        query: sp.csr_matrix | None,
+        labels: Mapping[Hashable, int],
+        texts: Mapping[Hashable, str] | None = None,
     ) -> RatedPapers:
-        """The papers rated in ``labels`` (those the corpus has), with the expanded keyword ``query``."""
-        ids = tuple(corpus.known(list(labels)))
-        rated = corpus.rows_of(ids)
+        """The papers rated in ``labels`` (those the corpus has), with the expanded keyword ``query``;
+        ``texts`` (liked texts that are no papers, by id) come first, each a 👍 weighed like a paper."""
+        papers = tuple(corpus.known(list(labels)))
+        rated = corpus.rows_of(papers)
+        texts = texts or {}
+        if texts:
+            rated = sp.vstack([corpus.encode(list(texts.values())), rated], format="csr")
+        ids = tuple(texts) + papers
         indices = rated.indices
         columns, local = np.unique(
             indices if query is None else np.concatenate([indices, query.indices]), return_inverse=True
@@ -64,7 +73,7 @@ class RatedPapers:
         keywords = np.zeros(columns.size, dtype=np.float64)
         if query is not None:
             keywords[local[indices.size :]] = query.data
-        values = np.array([labels[i] for i in ids], dtype=np.float64)
+        values = np.array([1.0] * len(texts) + [labels[i] for i in papers], dtype=np.float64)
         sums = _side_sums(matrix, values, columns.size)
         built = cls(corpus.identity, len(corpus), ids, values, columns, matrix, keywords, sums, None, None)
         return built.with_classifier_inputs(corpus)

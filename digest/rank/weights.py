@@ -3,23 +3,26 @@
 
 The weights are held over the few columns the keywords and the rated papers use; beside the full vector
 (``values``, what a paper's score is made of) they keep the two parts an explanation compares (what the
-ratings add that pulls papers up, and the keyword vector) and the liked papers (the nearest one is named).
+ratings add that pulls papers up, and the keyword vector) and the liked papers (the nearest one is named),
+and of the latest of those that came from the subscriber's library, which they were and, for a liked text
+(no stored paper), its title and text: all an explanation needs to say "similar to ‹title› in your library".
 """
 
 from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
-from digest.rank.model import Parts
+from digest.rank.model import LikedText, Parts
 from digest.rank.tfidf import BLOCK, N_FEATURES
 
 FORMAT = 1
+LIBRARY_KEPT = 50  # the latest liked ids whose library origin is kept: as many as explain.LIKED_COMPARED
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,9 @@ class Weights:
     prior: float  # the corpus-mean penalty, until a 👎
     liked: tuple[Hashable, ...]
     terms: tuple[str, ...]  # the keywords they were derived for
+    # Of the latest LIBRARY_KEPT liked ids, those from the library: (id, title, text) for a liked text,
+    # (id, None, None) for a stored paper (its title is read where it is shown).
+    library: tuple[tuple[Hashable, str | None, str | None], ...] = ()
 
     @classmethod
     def of(cls, parts: Parts, keywords: Sequence[str]) -> Weights:
@@ -44,7 +50,18 @@ class Weights:
             parts.prior,
             tuple(parts.liked_ids),
             tuple(keywords),
+            _library_of(parts),
         )
+
+    def from_library(self, liked: Hashable) -> bool:
+        return any(entry[0] == liked for entry in self.library)
+
+    def liked_text(self, liked: Hashable) -> tuple[str, str] | None:
+        """The (title, text) of a liked text of the library; None for a paper."""
+        for key, title, text in self.library:
+            if key == liked and title is not None and text is not None:
+                return title, text
+        return None
 
     def sparse(self, values: np.ndarray | None = None) -> sp.csr_matrix:
         """``values`` (the weight vector by default) as a 1 x N_FEATURES row."""
@@ -67,6 +84,7 @@ class Weights:
                 "liked": list(self.liked),
                 "terms": list(self.terms),
             }
+            | ({"library": [list(entry) for entry in self.library]} if self.library else {})
         ).encode()
         gaps = np.diff(self.columns.astype(np.int64), prepend=0).astype(np.uint32)
         arrays = gaps.tobytes() + self.values.tobytes() + self.learned.tobytes() + self.keywords.tobytes()
@@ -93,4 +111,12 @@ class Weights:
             head["prior"],
             tuple(head["liked"]),
             tuple(head["terms"]),
+            tuple((key, title, text) for key, title, text in head.get("library", [])),
         )
+
+
+def _library_of(parts: Parts) -> tuple[tuple[Hashable, str | None, str | None], ...]:
+    """Of the latest ``LIBRARY_KEPT`` liked ids, those from the library (a liked text's title and text)."""
+    texts: Mapping[Hashable, LikedText | None] = parts.library
+    latest = [liked for liked in parts.liked_ids[-LIBRARY_KEPT:] if liked in texts]
+    return tuple((liked, *((t.title, t.text) if (t := texts[liked]) else (None, None))) for liked in latest)

@@ -230,9 +230,10 @@ def clean_all(checks: dict[str, Callable[[], Any]]) -> dict[str, Any]:
     return cleaned
 
 
-def clean_preference(field: str, value: Any, default_size: int) -> Any:
+def clean_preference(field: str, value: Any, default_size: int, keywords_required: bool = True) -> Any:
+    """One preference field cleaned; keywords may be left empty by a subscriber with a library."""
     cleaners = {
-        "keywords": lambda v: clean_keywords(v),
+        "keywords": lambda v: clean_keywords(v, required=keywords_required),
         "excluded_keywords": lambda v: clean_keywords(v, "excluded_keywords", required=False),
         "send_time": clean_send_time,
         "timezone": clean_timezone,
@@ -247,10 +248,14 @@ def clean_preference(field: str, value: Any, default_size: int) -> Any:
 
 
 def clean_subscription(
-    settings: Settings, destinations: dict[str, str | None], values: dict[str, Any]
+    settings: Settings,
+    destinations: dict[str, str | None],
+    values: dict[str, Any],
+    keywords_required: bool = True,
 ) -> tuple[Channel, dict[str, str], dict[str, Any]]:
     """The channel, destination and cleaned preferences of a new subscription; every bad field is named."""
-    cleaned = clean_all(_checks(settings, destinations, values, settings.default_digest_size))
+    checks = _checks(settings, destinations, values, settings.default_digest_size, keywords_required)
+    cleaned = clean_all(checks)
     channel, destination = cleaned.pop("channel")
     return channel, destination, cleaned
 
@@ -260,9 +265,12 @@ def field_errors(
     destinations: dict[str, str | None] | None,
     values: dict[str, Any],
     default_size: int | None = None,
+    keywords_required: bool = True,
 ) -> dict[str, str]:
     """Every problem with these fields (the destination's too, unless None), storing nothing; {} if none."""
-    checks = _checks(settings, destinations, values, default_size or settings.default_digest_size)
+    checks = _checks(
+        settings, destinations, values, default_size or settings.default_digest_size, keywords_required
+    )
     try:
         clean_all(checks)
     except InvalidSubscription as exc:
@@ -271,14 +279,20 @@ def field_errors(
 
 
 def _checks(
-    settings: Settings, destinations: dict[str, str | None] | None, values: dict[str, Any], default_size: int
+    settings: Settings,
+    destinations: dict[str, str | None] | None,
+    values: dict[str, Any],
+    default_size: int,
+    keywords_required: bool = True,
 ) -> dict[str, Callable[[], Any]]:
     checks: dict[str, Callable[[], Any]] = {}
     if destinations is not None:
         given = [destinations.get(name) for name in DESTINATION_FIELDS]
         checks["channel"] = lambda: clean_channel(settings, *given)
     for name, value in values.items():
-        checks[name] = lambda name=name, value=value: clean_preference(name, value, default_size)
+        checks[name] = lambda name=name, value=value: clean_preference(
+            name, value, default_size, keywords_required
+        )
     return checks
 
 

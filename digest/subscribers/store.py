@@ -50,7 +50,7 @@ def create_subscriber(
     email: str | None = None,
     slack_webhook_url: str | None = None,
     slack_channel: str | None = None,
-    keywords: str | Iterable[str],
+    keywords: str | Iterable[str] = (),
     excluded_keywords: str | Iterable[str] = (),
     send_time: str = "08:00",
     timezone: str = "UTC",
@@ -58,8 +58,12 @@ def create_subscriber(
     weekdays: str | Iterable[int | str] = "0123456",
     cadence: str = "daily",
     status: str = SubscriberStatus.ACTIVE,
+    keywords_required: bool = True,
 ) -> Subscriber:
-    """Check every field, store the subscription and schedule its first digest; nothing is stored on error."""
+    """Check every field, store the subscription and schedule its first digest; nothing is stored on error.
+
+    ``keywords_required=False``: a sign-up that brings a library instead (``digest.subscribers.library``).
+    """
     values = {
         "keywords": keywords,
         "excluded_keywords": excluded_keywords,
@@ -71,7 +75,7 @@ def create_subscriber(
         "status": status,
     }
     destinations = {"email": email, "slack_webhook_url": slack_webhook_url, "slack_channel": slack_channel}
-    channel, destination, prefs = clean_subscription(settings, destinations, values)
+    channel, destination, prefs = clean_subscription(settings, destinations, values, keywords_required)
     _refuse_duplicate(session, channel, destination)
     subscriber = Subscriber(channel=channel, failure_count=0, created_at=utcnow(), **destination, **prefs)
     subscriber.next_send_at = _next_send(subscriber)
@@ -99,12 +103,16 @@ def _refuse_duplicate(
         )
 
 
-def update_preferences(session: Session, subscriber: Subscriber, **fields: Any) -> Subscriber:
-    """Change preference fields (same checks as sign-up); all or nothing. Reschedules when timing changed."""
+def update_preferences(
+    session: Session, subscriber: Subscriber, *, keywords_required: bool = True, **fields: Any
+) -> Subscriber:
+    """Change preference fields (same checks as sign-up); all or nothing. Reschedules when timing changed.
+
+    ``keywords_required=False`` lets a subscriber with a library clear their keywords."""
     default = subscriber.digest_size
     cleaned = clean_all(
         {
-            name: lambda name=name, value=value: clean_preference(name, value, default)
+            name: lambda name=name, value=value: clean_preference(name, value, default, keywords_required)
             for name, value in fields.items()
         }
     )

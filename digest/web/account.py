@@ -1,5 +1,6 @@
-"""A subscriber's own pages, reached through the signed links in every digest: preferences, pause and resume,
-"delete my data", and unsubscribe (including the RFC 8058 one-click POST that mail providers send).
+"""A subscriber's own pages, reached through the signed links in every digest: preferences (with the library
+upload and the links to their archive, ratings and feed), pause and resume, "delete my data", and
+unsubscribe (including the RFC 8058 one-click POST that mail providers send).
 
 Every successful form POST answers 303 with the address of its result page (``?saved=…``, ``?done=1``),
 so reloading that page re-submits nothing; only the one-click POST is answered directly, as RFC 8058 asks.
@@ -9,16 +10,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from digest import subscribers
 from digest.models import Subscriber, SubscriberStatus
 from digest.subscribers import InvalidSubscription
+from digest.subscribers.library import has_library, import_library, library_summary
 from digest.web.forms import (
     WEEKDAY_NAMES,
     PreferencesForm,
     form_errors,
+    library_upload,
+    megabytes,
     preference_fields,
     schedule_fields,
     timezones,
@@ -32,6 +36,7 @@ SAVED = {
     "preferences": "Your preferences are saved.",
     "paused": "Paused: no digest is sent until you resume.",
     "resumed": "Resumed: your next digest goes out at your chosen time.",
+    "library": "Your library is imported: your next digest is ranked by it.",
 }
 
 
@@ -56,6 +61,10 @@ def _preferences_page(
     status: int = 200,
     saved: str | None = None,
 ) -> HTMLResponse:
+    site = site_of(request)
+    links, base = site.links, site.links.base_url
+    with site.db.session() as session:
+        library = library_summary(session, subscriber)
     return page(
         request,
         "preferences.html",
@@ -67,11 +76,16 @@ def _preferences_page(
         saved=saved,
         timezones=timezones(),
         weekday_names=WEEKDAY_NAMES,
+        library=library,
+        library_limit=megabytes(site.settings.max_library_bytes),
+        archive_path=links.archive(subscriber.id).removeprefix(base),
+        ratings_path=links.ratings(subscriber.id).removeprefix(base),
+        feed_url=links.feed(subscriber.id),
     )
 
 
 @router.get("/preferences/{token}", response_class=HTMLResponse, summary="Show a subscriber's preferences")
-def preferences_page(request: Request, token: str, saved: str = "") -> HTMLResponse:
+def preferences_page(request: Request, token: str, saved: str = "", aside: int = 0) -> HTMLResponse:
     site = site_of(request)
     link = site.token(token, {"preferences"})
     with site.db.session() as session:
@@ -79,6 +93,9 @@ def preferences_page(request: Request, token: str, saved: str = "") -> HTMLRespo
         note = SAVED.get(saved) or (
             f"Nothing changed: this subscription is {subscriber.status}." if saved == "unchanged" else None
         )
+        if saved == "library" and aside > 0:
+            note = f"{note} {aside} entr{'y' if aside == 1 else 'ies'} (ids of papers we do not have, "
+            note += "without a title) could not be used."
         return _preferences_page(request, subscriber, token, saved=note)
 
 
@@ -89,23 +106,44 @@ def save_preferences(request: Request, token: str, form: Annotated[PreferencesFo
     site.csrf.check(request, form.csrf_token)
     with site.db.sessions() as session:
         subscriber = get_subscriber(session, link.subscriber_id)
+        keywords_required = not has_library(session, subscriber)
         fields, errors = preference_fields(form, subscriber.digest_size)
         schedule, schedule_errors = schedule_fields(form)
         fields, errors = fields | schedule, errors | schedule_errors
-        errors = (
-            form_errors(subscribers.field_errors(site.settings, None, fields, subscriber.digest_size))
-            | errors
+        found = subscribers.field_errors(
+            site.settings, None, fields, subscriber.digest_size, keywords_required=keywords_required
         )
+        errors = form_errors(found) | errors
         if errors:
             return _preferences_page(request, subscriber, token, form, errors, 422)
         try:
-            subscribers.update_preferences(session, subscriber, **fields)
+            subscribers.update_preferences(session, subscriber, **fields, keywords_required=keywords_required)
         except InvalidSubscription as exc:
             session.rollback()
             session.refresh(subscriber)
             return _preferences_page(request, subscriber, token, form, form_errors(exc.errors), 422)
         session.commit()
     return _saved(token, "preferences")
+
+
+@router.post("/preferences/{token}/library", response_class=HTMLResponse, summary="Import a library file")
+def import_library_file(
+    request: Request,
+    token: str,
+    csrf_token: Annotated[str, Form()] = "",
+    library: Annotated[UploadFile | None, File()] = None,
+) -> Any:
+    site = site_of(request)
+    link = site.token(token, {"preferences"})
+    site.csrf.check(request, csrf_token)
+    references, errors = library_upload(library, site.settings.max_library_bytes)
+    with site.db.session() as session:
+        subscriber = get_subscriber(session, link.subscriber_id)
+        if references is None:
+            errors = errors or {"library": "choose a file first"}
+            return _preferences_page(request, subscriber, token, errors=errors, status=422)
+        report = import_library(session, subscriber, references)
+    return RedirectResponse(f"/preferences/{token}?saved=library&aside={len(report.left_aside)}", 303)
 
 
 def _saved(token: str, what: str) -> RedirectResponse:

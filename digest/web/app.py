@@ -29,12 +29,13 @@ from digest.config import Settings
 from digest.db import Database
 from digest.errors import explain
 from digest.signing import BadToken
-from digest.web import account, feedback, slack, subscribe
+from digest.web import account, archive, feedback, slack, subscribe
 from digest.web.notices import NoticeFailed
-from digest.web.security import CsrfError, SecurityHeaders, install_log_redaction, redact
+from digest.web.security import BodyLimit, CsrfError, SecurityHeaders, install_log_redaction, redact
 from digest.web.site import NotFound, Site, message, site_of
 
 STATIC_DIR = Path(str(resources.files("digest.web") / "static"))
+FORM_BYTES = 1024 * 1024  # a request body may hold a library file and this much besides
 log = logging.getLogger(__name__)
 
 
@@ -69,13 +70,14 @@ def create_app(settings: Settings, db: Database) -> FastAPI:
         lifespan=_lifespan,
     )
     app.state.site = Site.build(settings, db)
-    for module in (subscribe, feedback, account, slack):
+    for module in (subscribe, feedback, account, archive, slack):
         app.include_router(module.router)
     app.add_api_route("/healthz", healthz, methods=["GET"], summary="Database ping")
     app.add_api_route("/favicon.ico", favicon, methods=["GET"], include_in_schema=False)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     _add_error_pages(app)
     _redirect_slashes(app, settings.base_url)
+    app.add_middleware(BodyLimit, limit=settings.max_library_bytes + FORM_BYTES)
     app.add_middleware(SecurityHeaders)
     return app
 
@@ -176,10 +178,13 @@ def _add_error_pages(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> HTMLResponse:
         title = "Page not found" if exc.status_code == 404 else str(exc.detail)
+        text = "Check the address, or start from the home page."
+        if exc.status_code == 413:
+            title, text = "Too large", f"{exc.detail}. Nothing was stored; go back and choose a smaller file."
         return message(
             request,
             title,
-            "Check the address, or start from the home page.",
+            text,
             exc.status_code,
             headers=getattr(exc, "headers", None),
             action_path="/",

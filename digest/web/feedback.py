@@ -18,6 +18,7 @@ votes at once.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Annotated
 
@@ -37,6 +38,9 @@ router = APIRouter()
 VOTE_VALUES = {"up": 1, "down": -1}
 # SQLite and PostgreSQL bigint both end here; larger ids can only be typos or probes.
 MAX_ID = 2**63 - 1
+# Where a vote from an archive page goes back to: one of this site's archive pages, nothing else (no open
+# redirect through a forged form).
+BACK = re.compile(r"^/archive/[A-Za-z0-9_.-]+(?:/(?:ratings|\d{4}-\d{2}-\d{2}))?$")
 
 # Built once: SQLAlchemy caches a statement's compiled form by its structure, and a module-level
 # statement also keeps its cache key, so each request only binds the ids.
@@ -147,7 +151,7 @@ async def feedback_page(request: Request, token: str, recorded: bool = False) ->
 
 @router.post("/feedback/{token}", response_class=HTMLResponse, summary="Record the vote of this link")
 async def feedback_vote(
-    request: Request, token: str, csrf_token: Annotated[str, Form()] = ""
+    request: Request, token: str, csrf_token: Annotated[str, Form()] = "", back: Annotated[str, Form()] = ""
 ) -> RedirectResponse:
     site = site_of(request)
     link = site.token(token, FEEDBACK_ACTIONS)
@@ -159,6 +163,8 @@ async def feedback_vote(
     except WriterBusy:
         await run_in_threadpool(record_vote, site, link, FeedbackSource.WEB)
     # The result page is a GET, so reloading it cannot vote again.
+    if BACK.match(back):  # a vote from an archive page: back to it, at the paper voted on
+        return RedirectResponse(f"{back}?voted={link.action}#paper-{link.paper_id}", 303)
     return RedirectResponse(f"/feedback/{token}?recorded=1", 303)
 
 

@@ -12,7 +12,10 @@ import zoneinfo
 from functools import cache
 from typing import Any
 
+from fastapi import UploadFile
 from pydantic import BaseModel
+
+from digest.references import LibraryError, Reference, read_library
 
 WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 CADENCES = ("daily", "weekly")
@@ -20,6 +23,7 @@ CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # digest.subscribers names Slack fields after the model; the subscribe form has one Slack box.
 FIELD_ALIASES = {"slack_webhook_url": "slack", "slack_channel": "slack"}
 CHANNEL_FIELDS = frozenset({"channel", "email", "slack"})
+SHOWN_LIBRARY_PROBLEMS = 8
 Parsed = tuple[dict[str, Any], dict[str, str]]  # (fields read, field → error)
 
 
@@ -124,3 +128,24 @@ def form_field(model_field: str) -> str:
 def form_errors(errors: dict[str, str]) -> dict[str, str]:
     """digest.subscribers' field errors under the names of the form's fields."""
     return {form_field(name): message for name, message in errors.items()}
+
+
+def library_upload(
+    upload: UploadFile | None, max_bytes: int
+) -> tuple[list[Reference] | None, dict[str, str]]:
+    """The entries of an uploaded library file (None when no file was chosen), or the error of the
+    ``library`` field naming its bad entries (then nothing is stored, and the file must be chosen again)."""
+    if upload is None or not upload.filename:
+        return None, {}
+    data = upload.file.read(max_bytes + 1)  # bounded: a bigger file is refused from what was read
+    try:
+        return read_library(data, max_bytes), {}
+    except LibraryError as exc:
+        shown = "; ".join(exc.problems[:SHOWN_LIBRARY_PROBLEMS])
+        more = len(exc.problems) - SHOWN_LIBRARY_PROBLEMS
+        tail = f"; … and {more} more" if more > 0 else ""
+        return None, {"library": f"{shown}{tail}. Nothing was stored: correct the file and choose it again."}
+
+
+def megabytes(size: int) -> str:
+    return f"{size / 1_000_000:.3g} MB"

@@ -1,4 +1,5 @@
-"""Browser-facing safety: CSRF tokens, security headers, the subscribe rate limit, token-free access logs.
+"""Browser-facing safety: CSRF tokens, security headers, the subscribe rate limit, a cap on request bodies,
+token-free access logs.
 
 CSRF uses the signed double-submit pattern: a random value lives in an HttpOnly cookie and the same value,
 signed with the app secret, travels in a hidden form field. A cross-site page can make the browser send the
@@ -18,6 +19,7 @@ from collections.abc import Callable
 
 from itsdangerous import BadSignature
 from itsdangerous import Signer as ItsSigner
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -39,7 +41,10 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
 # Pages behind signed links show personal data: no shared cache may keep them.
-PRIVATE_PREFIXES = ("/feedback/", "/preferences/", "/unsubscribe/", "/confirm/", "/subscribe", "/slack/")
+PRIVATE_PREFIXES = (
+    "/feedback/", "/preferences/", "/unsubscribe/", "/confirm/", "/subscribe", "/slack/",
+    "/archive/", "/feed/",
+)  # fmt: skip
 
 
 class CsrfError(Exception):
@@ -134,7 +139,33 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-TOKEN_PATH = re.compile(r"/(feedback|preferences|unsubscribe|confirm)/[^/?\s\"]+")
+class BodyLimit:
+    """Refuses a request body over ``limit`` bytes (413) as it arrives: Starlette spools an uploaded file to
+    disk whatever its size, so the library upload's own limit alone would not keep a huge one off it."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length", b"0")
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+            if received > self.limit or (declared.isdigit() and int(declared) > self.limit):
+                raise HTTPException(413, f"The request is too large (at most {self.limit // 1024} KB)")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+TOKEN_PATH = re.compile(r"/(feedback|preferences|unsubscribe|confirm|archive|feed)/[^/?\s\"]+")
 
 
 def redact(text: str) -> str:

@@ -1,5 +1,10 @@
 """Sign-up with double opt-in: the form, the "check your inbox" answer, and the confirmation link.
 
+A sign-up may bring a library file (papers the visitor already likes) instead of keywords; it is read
+first, and a bad one stores nothing and is named next to its field. Its papers shape the pending
+subscriber's model at once (the first digest, once confirmed, is ranked by them); an unconfirmed sign-up is
+erased with them.
+
 A successful POST answers 303 with the result page's address (reloading it re-submits nothing); a form
 with errors is shown again (422) with every bad field marked at once.
 
@@ -12,20 +17,24 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from digest import subscribers
 from digest.models import LIVE_STATUSES, Subscriber, SubscriberStatus, utcnow
+from digest.references import Reference
 from digest.subscribers import InvalidSubscription
+from digest.subscribers.library import import_library
 from digest.web import notices
 from digest.web.forms import (
     CHANNEL_FIELDS,
     SubscribeForm,
     channel_fields,
     form_errors,
+    library_upload,
+    megabytes,
     preference_fields,
     timezones,
 )
@@ -46,6 +55,7 @@ def _subscribe_form(request: Request, form: SubscribeForm, errors: dict[str, str
         errors=errors,
         timezones=timezones(),
         default_size=site.settings.default_digest_size,
+        library_limit=megabytes(site.settings.max_library_bytes),
     )
 
 
@@ -56,7 +66,11 @@ def subscribe_page(request: Request) -> HTMLResponse:
 
 
 @router.post("/subscribe", response_class=HTMLResponse, summary="Sign up (a confirmation link is sent)")
-def subscribe(request: Request, form: Annotated[SubscribeForm, Form()]) -> Any:
+def subscribe(
+    request: Request,
+    form: Annotated[SubscribeForm, Form()],
+    library: Annotated[UploadFile | None, File()] = None,
+) -> Any:
     site = site_of(request)
     retry_after = site.subscribe_limiter.hit(request.client.host if request.client else "unknown")
     if retry_after is not None:
@@ -68,24 +82,29 @@ def subscribe(request: Request, form: Annotated[SubscribeForm, Form()]) -> Any:
             headers={"Retry-After": str(int(retry_after) + 1)},
         )
     site.csrf.check(request, form.csrf_token)
-    fields, errors = _read(site, form)
+    references, library_errors = library_upload(library, site.settings.max_library_bytes)
+    chosen = library is not None and bool(library.filename)  # a library instead of keywords
+    fields, errors = _read(site, form, keywords_required=not chosen)
+    errors |= library_errors
     if errors:
         return _subscribe_form(request, form, errors, 422)
     try:
-        subscriber_id, kind = _sign_up(site, fields)
+        subscriber_id, kind = _sign_up(site, fields, references)
     except InvalidSubscription as exc:
         return _subscribe_form(request, form, form_errors(exc.errors), 422)
     notices.send(site, subscriber_id, kind)
     return RedirectResponse(f"/subscribe/sent?to={'email' if 'email' in fields else 'slack'}", 303)
 
 
-def _read(site: Site, form: SubscribeForm) -> tuple[dict[str, Any], dict[str, str]]:
+def _read(
+    site: Site, form: SubscribeForm, *, keywords_required: bool
+) -> tuple[dict[str, Any], dict[str, str]]:
     """The sign-up's fields and every error in them: the form's own, then digest.subscribers' checks."""
     destination, errors = channel_fields(form)
     prefs, pref_errors = preference_fields(form, site.settings.default_digest_size)
     errors |= pref_errors
     checked = destination if not errors.keys() & CHANNEL_FIELDS else None
-    found = subscribers.field_errors(site.settings, checked, prefs)
+    found = subscribers.field_errors(site.settings, checked, prefs, keywords_required=keywords_required)
     return destination | prefs, form_errors(found) | errors
 
 
@@ -98,21 +117,26 @@ def subscribe_sent(request: Request, to: str = "email") -> HTMLResponse:
     )
 
 
-def _sign_up(site: Site, fields: dict[str, Any]) -> tuple[int, str]:
-    """Store the sign-up and say which notice to send: ("confirm" | "manage")."""
+def _sign_up(site: Site, fields: dict[str, Any], library: list[Reference] | None) -> tuple[int, str]:
+    """Store the sign-up (and its library) and say which notice to send: ("confirm" | "manage")."""
     destination = {k: v for k, v in fields.items() if k in DESTINATIONS}
     prefs = {k: v for k, v in fields.items() if k not in destination}
+    required = library is None
     with site.db.sessions() as session:
         live = _live_subscription(session, site, destination)
         if live is None:
             created = subscribers.create_subscriber(
-                session, site.settings, **fields, status=SubscriberStatus.PENDING
+                session, site.settings, **fields, status=SubscriberStatus.PENDING, keywords_required=required
             )
+            if library:
+                import_library(session, created, library)
             session.commit()
             return created.id, "confirm"
         # Same checks as a new sign-up, so errors look the same whether or not the address is known.
-        subscribers.update_preferences(session, live, **prefs)
+        subscribers.update_preferences(session, live, **prefs, keywords_required=required)
         if live.status == SubscriberStatus.PENDING:
+            if library:
+                import_library(session, live, library)
             session.commit()  # a second try before confirming: keep the newest choices, resend the link
             return live.id, "confirm"
         session.rollback()  # a live subscription changes only through its own signed preferences link

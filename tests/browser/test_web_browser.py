@@ -217,3 +217,71 @@ def test_feedback_page_on_a_phone(served: Served, browser) -> None:
     page.wait_for_selector(".notice")
     assert count_votes(served.db) == 1
     context.close()
+
+
+def test_a_library_sign_up_then_the_archive_my_ratings_and_the_feed(
+    served: Served, browser, tmp_path
+) -> None:
+    """Sign up with a BibTeX library instead of keywords, get a digest ranked by it, open its "view in
+    browser" page, vote there, see "my ratings", and read the Atom feed."""
+    import io
+
+    import feedparser
+    from library_support import add_topic_papers, speech_library
+
+    add_topic_papers(served.db, per_topic=8)
+    library = tmp_path / "my-library.bib"
+    library.write_text(speech_library(matched=4, texts=6))
+    context = browser.new_context(timezone_id="Europe/Berlin", viewport={"width": 1000, "height": 900})
+    page = context.new_page()
+
+    page.goto(served.url + "/")
+    page.fill("#email", "ada@example.org")
+    page.set_input_files("#library", str(library))
+    shot(page, "11-subscribe-with-library")
+    page.click("form[action='/subscribe'] button[type=submit]")
+    assert "Check your inbox" in page.content()
+    (mail,) = outbox_messages(served.settings)
+    page.goto(link_in(mail, "confirm"))
+    page.click("button[type=submit]")
+    subscriber = only_subscriber(served.db)
+    assert subscriber.status == "active" and subscriber.keywords == []
+
+    outcome = send_digest(served.db, served.settings, subscriber.id, dt.date.today())
+    assert outcome.status == "sent", outcome.reason
+    (digest,) = [m for m in outbox_messages(served.settings) if "for you" in m["Subject"]]
+    page.goto(link_in(digest, "archive"))  # the mail's "View in browser"
+    assert "picked for <strong>your library</strong>" in page.content()
+    assert page.locator(".why").first.inner_text().endswith("in your library")
+    shot(page, "12-archive-digest")
+    page.locator("article.listed").first.locator("button", has_text="More like this").click()
+    assert "your vote is recorded" in page.content() and count_votes(served.db) == 4 + 1
+    shot(page, "13-archive-voted")
+
+    page.click("nav.archive-nav >> text=My ratings")
+    assert "👍 Liked (5)" in page.content() and "from your library" in page.content()
+    shot(page, "14-my-ratings")
+    page.click("nav.archive-nav >> text=Past digests")
+    shot(page, "15-archive-index")
+    feed_url = page.locator("#feed-url").input_value()
+
+    answer = page.goto(feed_url)
+    assert answer is not None and answer.headers["content-type"].startswith("application/atom+xml")
+    feed = feedparser.parse(io.BytesIO(answer.body()))
+    assert not feed.bozo and len(feed.entries) == outcome_count(served, subscriber.id)
+    shot(page, "16-feed")
+
+    page.goto(link_in(digest, "preferences"))
+    page.locator("#library-section").scroll_into_view_if_needed()
+    assert "4 papers of your library are among ours" in page.content()
+    shot(page, "17-preferences-library")
+    context.close()
+
+
+def outcome_count(served: Served, subscriber_id: int) -> int:
+    from digest.models import DeliveryItem
+
+    with served.db.session() as session:
+        return session.scalar(
+            select(func.count()).select_from(DeliveryItem).where(DeliveryItem.subscriber_id == subscriber_id)
+        )
