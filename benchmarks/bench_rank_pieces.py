@@ -78,7 +78,7 @@ def character_counts(citeulike: list[dict], arxiv: list[dict], repeat: int) -> d
 
 def neighbour_sort(corpus: Corpus, repeat: int) -> dict[str, float]:
     """The sort of the (row, other row) pairs when short papers look for their nearest papers."""
-    plain = corpus.statistics.weigh(corpus._all_counts())  # the rows before smoothing
+    plain = corpus.statistics.terms.weigh(corpus._all_counts())  # the rows before smoothing
     row, _, value = similar_pairs(plain, corpus.df, np.arange(len(corpus)))
     return _compare(lambda: most_similar_first(row, value), lambda: np.lexsort((-value, row)), repeat)
 
@@ -117,7 +117,7 @@ def products(corpus: Corpus, repeat: int) -> dict[str, dict]:
     rated = rng.choice(len(corpus), size=300, replace=False)
     profile = Profile(["Sound"], {corpus.ids[i]: int(rng.choice([1, -1])) for i in rated})
     weights, matrix = profile.weights(corpus), corpus.matrix
-    liked = matrix[profile.parts(corpus).liked_rows]
+    liked = corpus.rows_of(profile.parts(corpus).liked_ids)
     results = {}
     for name, rows, vector in (
         ("day x weights", matrix[-200:], weights),

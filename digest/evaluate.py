@@ -16,6 +16,11 @@ and abstract). A paper of the library is the user's already: it is never shown, 
 hit nor among the day's relevant papers (a day left with none is skipped, like a day that had none). So
 the figures compare with those of another start on the same papers only: ``start`` ``keywords`` keeps the
 keyword start with the library's papers set aside, ``both`` gives the model the keywords and the library.
+
+With the ``semantic`` extra every paper is embedded once, as the service's embed step does after ingest (in
+the replay, a day's papers get their embeddings the day they arrive); the embeddings of a file's papers are
+kept in a cache file (``DIGEST_EVAL_CACHE``, by default ``~/.cache/digest``) so a second run does not
+embed them again. Without the extra both protocols measure the TF-IDF model alone.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -31,6 +37,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from digest.rank import encoder
 from digest.rank.corpus import Corpus, paper_text
 from digest.rank.model import LikedText, Profile
 from digest.rank.scoring import Request, pick_block, score_block
@@ -103,6 +110,9 @@ def eval_rank(papers_path: Path, cases_path: Path, out: Path, k: int = 100) -> d
     corpus.extend(
         [p["id"] for p in papers], [_text(p) for p in papers], [float(p["id"] in fresh) for p in papers]
     )
+    vectors = embeddings([_text(p) for p in papers])
+    if vectors is not None:
+        corpus.embed([p["id"] for p in papers], vectors)
     window = corpus_window(corpus, candidate_ids)
     recalls: dict[int, list[float]] = {cut: [] for cut in RECALL_CUTS}
     with _writer(out) as handle:
@@ -173,10 +183,14 @@ def eval_replay(
     days = sorted({p["date"] for p in papers})
     players = [_player(u, papers, days, library_size, start) for u in users]
     corpus = Corpus(background_age=1)  # each day's papers are the candidates; earlier days the background
+    vectors = embeddings([_text(p) for p in papers])
+    row = {p["id"]: i for i, p in enumerate(papers)}
     with _writer(out) as handle:
         for index, day in enumerate(days):
             todays = [p for p in papers if p["date"] == day]
             corpus.extend([p["id"] for p in todays], [_text(p) for p in todays], float(index))
+            if vectors is not None:  # embedded the day they arrive, as after the service's ingest
+                corpus.embed([p["id"] for p in todays], vectors[[row[p["id"]] for p in todays]])
             window = corpus_window(corpus, [p["id"] for p in todays])
             for player in players:
                 shown = _replay_day(corpus, window, player, k, index)
@@ -226,7 +240,7 @@ def library_profile(library: list[dict[str, Any]], first_day: str) -> Profile:
 def _replay_day(corpus: Corpus, window: Window, player: ReplayUser, k: int, index: int) -> list[str]:
     allowed = np.array([p not in player.shown and p not in player.library for p in window.ids])
     request = Request(_weights(player.profile, corpus), allowed, k)
-    shown = [str(window.ids[i]) for i, _ in pick_block(window, [request], floor=0.0)[0]]
+    shown = [str(window.ids[i]) for i, _ in pick_block(window, [request], floor=0.0)[0].picks]
     for paper_id in shown:  # the simulated user rates every shown paper, as a real click would
         player.profile.rate(paper_id, 1 if paper_id in player.relevant else -1)
     player.shown.update(shown)
@@ -246,6 +260,29 @@ def _replay_metrics(players: list[ReplayUser], n_days: int, k: int) -> dict[str,
         f"hit@{k}_first5": averaged(lambda day: day < 5),
         f"hit@{k}_last10": averaged(lambda day: day >= n_days - 10),
     }
+
+
+# --- embeddings ---------------------------------------------------------------------------------------
+def embeddings(texts: list[str]) -> np.ndarray | None:
+    """The texts' embeddings (None without the ``semantic`` extra), from the cache file when it has them."""
+    model = encoder.encoder()
+    if model is None:
+        return None
+    digest = hashlib.sha256(json.dumps([encoder.MODEL_ID, encoder.MAX_TOKENS, texts]).encode()).hexdigest()
+    path = _cache_dir() / f"embeddings-{digest[:32]}.npy"
+    if path.is_file():
+        cached = np.load(path)
+        if cached.shape == (len(texts), encoder.DIMENSION):
+            return cached.astype(np.float32)
+    vectors = model.encode(texts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, vectors.astype(np.float16))  # as the service stores them
+    return vectors.astype(np.float16).astype(np.float32)
+
+
+def _cache_dir() -> Path:
+    configured = os.environ.get("DIGEST_EVAL_CACHE")
+    return Path(configured) if configured else Path.home() / ".cache" / "digest"
 
 
 def _text(paper: dict[str, Any]) -> str:

@@ -1,5 +1,6 @@
 """The periodic jobs of ``digest serve``, wired to APScheduler: inbox, dispatch, maintenance, pulls
-(Hugging Face, arXiv).
+(Hugging Face, arXiv), and (with the ``semantic`` extra) the embedding of new papers, a step of its own so
+ingest stays fast.
 
 APScheduler runs only these few jobs, in memory, in each ``digest serve`` process; per-subscriber
 scheduling state lives in the database (``digest.dispatch`` says why). A run that fails for an
@@ -23,9 +24,12 @@ from digest.errors import explain
 from digest.ingest.arxiv_pull import ArxivPull
 from digest.ingest.hf_daily import HfDailyPull
 from digest.ingest.inbox import InboxWatcher
+from digest.rank import encoder
+from digest.rank.embeddings import embed_pending
 from digest.subscribers import purge_unconfirmed, schedule_unscheduled
 
 log = logging.getLogger(__name__)
+EMBED_PER_RUN = 1_024  # papers one run of the embed job embeds at most (a day's are a few hundred)
 
 
 def maintenance(db: Database, settings: Settings, *, now: dt.datetime | None = None) -> None:
@@ -36,6 +40,14 @@ def maintenance(db: Database, settings: Settings, *, now: dt.datetime | None = N
         purged = purge_unconfirmed(session, dt.timedelta(days=settings.token_max_age_days), now=now)
     if scheduled or purged:
         log.info("maintenance: %d scheduled, %d unconfirmed sign-ups erased", scheduled, purged)
+
+
+def embed_new_papers(db: Database) -> None:
+    """Embed the papers that have no embedding yet, newest first; until then they rank on TF-IDF alone."""
+    model = encoder.encoder()
+    done = embed_pending(db, model, limit=EMBED_PER_RUN) if model is not None else 0
+    if done:
+        log.info("embed: %d papers embedded", done)
 
 
 def _queue(settings: Settings) -> Queue | None:
@@ -91,6 +103,8 @@ def build_scheduler(db: Database, settings: Settings, *, stop: threading.Event) 
     if settings.arxiv_category_list:
         pull = ArxivPull(db, settings.arxiv_feed_url, settings.arxiv_category_list)
         jobs.append(("arxiv", pull.run, 3600))
+    if encoder.installed():
+        jobs.append(("embed", lambda: embed_new_papers(db), settings.inbox_poll_seconds))
     for name, func, seconds in jobs:
         job = guarded(name, func, settings)
         scheduler.add_job(job, "interval", seconds=seconds, id=name, name=name, next_run_time=start)

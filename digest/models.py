@@ -265,6 +265,18 @@ class PaperTerms(Base):
     neighbours: Mapped[list[int] | None] = mapped_column(JSON)
 
 
+class PaperEmbedding(Base):
+    """A paper's sentence embedding (``digest.rank.encoder``), float16, computed once after ingest by
+    ``digest embed`` or the service's embed job; ``model`` names the model, as another's vectors do not
+    compare."""
+
+    __tablename__ = "paper_embeddings"
+
+    paper_id: Mapped[int] = mapped_column(ForeignKey("papers.id", ondelete="CASCADE"), primary_key=True)
+    model: Mapped[str] = mapped_column(String(64))
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class CorpusState(Base):
     """The corpus statistics, one row, updated as papers arrive: document frequencies, the sum of every
     paper's row (the corpus mean) and of the rows of papers older than the candidate window (the

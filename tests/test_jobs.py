@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import threading
 
+import pytest
+
 from digest.db import Database
 from digest.jobs import build_scheduler, maintenance
 from digest.models import Subscriber
@@ -60,6 +62,7 @@ def test_maintenance_erases_sign_ups_whose_confirmation_link_has_expired(db, set
         assert session.get(Subscriber, old_but_active).status == "active"
 
 
+@pytest.mark.usefixtures("without_semantic")
 def test_scheduler_has_the_periodic_jobs_and_the_hf_pull_only_when_configured(settings, db):
     stop = threading.Event()
     ids = {job.id for job in build_scheduler(db, settings, stop=stop).get_jobs()}
@@ -69,8 +72,14 @@ def test_scheduler_has_the_periodic_jobs_and_the_hf_pull_only_when_configured(se
     assert ids == {"inbox", "dispatch", "maintenance", "hf_daily"}
 
 
+@pytest.mark.usefixtures("without_semantic")
 def test_the_arxiv_pull_runs_only_when_categories_are_listed(settings, db):
     stop = threading.Event()
     configured = settings.model_copy(update={"arxiv_categories": "cs.IR,cs.CL"})
     ids = {job.id for job in build_scheduler(db, configured, stop=stop).get_jobs()}
     assert ids == {"inbox", "dispatch", "maintenance", "arxiv"}
+
+
+def test_scheduler_embeds_new_papers_when_the_semantic_part_is_installed(settings, db):
+    ids = {job.id for job in build_scheduler(db, settings, stop=threading.Event()).get_jobs()}
+    assert ids == {"inbox", "dispatch", "maintenance", "embed"}

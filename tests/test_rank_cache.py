@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import zlib
 
 from cachetools import LRUCache
 from rank_papers import PAPERS
@@ -11,6 +12,7 @@ from digest.models import Feedback, Paper, Subscriber, SubscriberModel
 from digest.rank import cache, library_for, load_profile, record_feedback
 from digest.rank.cache import save_profile, weights_for
 from digest.rank.model import Profile
+from digest.rank.weights import Weights
 
 
 def _seed(session) -> tuple[Subscriber, list[int]]:  # type: ignore[no-untyped-def]
@@ -139,3 +141,33 @@ def test_the_profile_cache_keeps_the_latest_profiles_only(db: Database, monkeypa
             save_profile(session, other, Profile(["robot"]))
         assert load_profile(session, subscriber) is not first  # pushed out by the two later ones
         assert load_profile(session, subscriber).labels == {ids[7]: 1}
+
+
+def test_weights_stored_without_the_semantic_part_are_derived_again_once_it_is_installed(
+    db: Database, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from digest.rank import encoder
+
+    if not encoder.installed():
+        return
+    with db.session() as session:
+        subscriber, ids = _seed(session)
+        with monkeypatch.context() as without:
+            without.setattr(encoder, "installed", lambda: False)
+            without.setitem(encoder._LOADED, "default", None)
+            record_feedback(session, subscriber, ids[7], 1, "web")
+            assert weights_for(library_for(session), [subscriber])[subscriber.id].model == ""
+        cache._PROFILES.clear()  # a restart, with the extra installed
+        weights = weights_for(library_for(session), [subscriber])[subscriber.id]
+        assert weights.model == encoder.MODEL_ID and weights.semantic.size == encoder.DIMENSION
+        stored = session.get(SubscriberModel, subscriber.id)
+        assert Weights.from_bytes(bytes(stored.weights)).model == encoder.MODEL_ID  # stored again
+
+
+def test_weights_stored_by_an_earlier_version_are_derived_again(db: Database) -> None:
+    with db.session() as session:
+        subscriber, ids = _seed(session)
+        record_feedback(session, subscriber, ids[7], 1, "web")
+        stored = session.get(SubscriberModel, subscriber.id)
+        stored.weights = zlib.compress(len(b'{"format": 1}').to_bytes(4, "little") + b'{"format": 1}')
+        assert weights_for(library_for(session), [subscriber])[subscriber.id].liked == (ids[7],)

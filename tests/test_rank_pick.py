@@ -8,7 +8,9 @@ from rank_papers import BORROWING_TITLES, PAPERS, smooth_small_corpora
 from digest.config import Settings, load_settings
 from digest.db import Database
 from digest.models import Delivery, DeliveryItem, Paper, Subscriber
-from digest.rank import LikedText, pick_digest, record_feedback, record_library
+from digest.rank import LikedText, encoder, pick_digest, record_feedback, record_library
+from digest.rank.embeddings import embed_pending
+from digest.rank.window import build_window
 
 NOW = dt.datetime(2025, 6, 30, 8, 0)
 
@@ -186,3 +188,48 @@ def test_a_library_of_liked_texts_alone_picks_its_topic_and_names_the_text(
         picks = pick_digest(session, settings, subscriber, now=NOW)
     assert picks[0].paper.id == ids[7] and {p.paper.id for p in picks} <= {ids[7], ids[8]}
     assert picks[0].why == "similar to “Quadruped robots that walk” in your library"
+
+
+# --- the semantic part, once the papers are embedded ----------------------------------------------------
+needs_model = pytest.mark.skipif(not encoder.installed(), reason="needs the `semantic` extra")
+
+
+@needs_model
+def test_embedded_papers_close_in_meaning_are_picked_and_explained_as_such(
+    db: Database, settings: Settings
+) -> None:
+    with db.session() as session:
+        ids = _add_papers(session)
+        subscriber = _subscriber(session, keywords=["Sound"])
+    embed_pending(db, encoder.encoder())
+    with db.session() as session:
+        subscriber = session.get(Subscriber, subscriber.id)
+        picks = pick_digest(session, settings, subscriber, now=NOW, k=4)
+    music = next(p for p in picks if p.paper.id == ids[1])  # music source separation: no word of "Sound"
+    assert music.why == "close in meaning to your keyword Sound"
+
+
+@needs_model
+def test_after_a_like_the_liked_paper_is_named_when_it_drove_the_pick(
+    db: Database, settings: Settings
+) -> None:
+    with db.session() as session:
+        ids = _add_papers(session)
+    embed_pending(db, encoder.encoder())
+    with db.session() as session:
+        subscriber = _subscriber(session, keywords=["Cryptography"])
+        record_feedback(session, subscriber, ids[7], 1, "web")
+        picks = pick_digest(session, settings, subscriber, now=NOW, k=3)
+    grasping = next(p for p in picks if p.paper.id == ids[8])
+    assert grasping.why == "similar to “Legged robot locomotion on rough terrain” you liked"
+
+
+@needs_model
+def test_papers_embedded_after_the_window_was_read_join_it(db: Database, settings: Settings) -> None:
+    with db.session() as session:
+        _add_papers(session)
+        first = build_window(session, NOW - dt.timedelta(days=settings.recency_days))
+    embed_pending(db, encoder.encoder())
+    with db.session() as session:
+        again = build_window(session, NOW - dt.timedelta(days=settings.recency_days))
+    assert not first.embedded.any() and again.embedded.all()

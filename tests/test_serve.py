@@ -235,3 +235,16 @@ def test_banner_says_where_papers_are_pulled_from_unless_the_pull_is_off(data_di
     assert not any(
         "pulled daily" in line for line in describe(load_settings(data_dir=data_dir), "h", 1, True)
     )
+
+
+def test_banner_says_once_whether_the_semantic_part_ranks_too(data_dir, monkeypatch):
+    from digest.rank import encoder
+
+    settings = load_settings(data_dir=data_dir)
+    extra = encoder.installed()
+    here = [line for line in describe(settings, "h", 1, True) if line.startswith("ranking:")]
+    monkeypatch.setattr(encoder, "installed", lambda: False)
+    missing = [line for line in describe(settings, "h", 1, True) if line.startswith("ranking:")]
+    assert len(here) == len(missing) == 1
+    assert "TF-IDF only" in missing[0] and "pip install 'digest[semantic]'" in missing[0]
+    assert ("TF-IDF + semantic" in here[0]) == extra

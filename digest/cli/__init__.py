@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from digest import __version__
-from digest.cli import delivery, evaluation, feedback, ingest, service, subscribers
+from digest.cli import delivery, embedding, evaluation, feedback, ingest, service, subscribers
 from digest.cli.context import Commands, Context
 
 
@@ -30,6 +30,7 @@ for command in (
     evaluation.eval_group,
     ingest.ingest_command,
     ingest.papers,
+    embedding.embed,
     subscribers.subscribe,
     subscribers.subscribers,
     delivery.send,

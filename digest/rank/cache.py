@@ -21,6 +21,7 @@ from digest.rank import store
 from digest.rank.library import Deferred, LibraryView
 from digest.rank.model import Profile
 from digest.rank.rated import IDF_DRIFT
+from digest.rank.semantic import model_id
 from digest.rank.weights import Weights
 
 _LOCK = threading.Lock()
@@ -167,7 +168,12 @@ def _current(view: LibraryView, subscriber: Subscriber, model: SubscriberModel |
         return None
     if len(view) > (model.weights_basis or 0) * (1 + IDF_DRIFT):
         return None
-    weights = Weights.from_bytes(bytes(model.weights))
+    try:
+        weights = Weights.from_bytes(bytes(model.weights))
+    except ValueError:  # stored by an earlier version (before the semantic part): derived again
+        return None
+    if weights.model != model_id():  # the `semantic` extra installed or removed since
+        return None
     return weights if list(weights.terms) == _keywords(subscriber) else None
 
 

@@ -150,6 +150,7 @@ class Corpus:
         # Derived values shared by every subscriber, by corpus version (``digest.rank.expansion``).
         self.memo: dict[Hashable, object] = {}
         self._matches: dict[tuple[str, ...], tuple[list[Hashable], int]] = {}
+        self._embeddings: np.ndarray | None = None  # per row, zeros until ``embed`` gives one
 
     @classmethod
     def from_texts(
@@ -210,6 +211,16 @@ class Corpus:
         for r, f in zip(pool[row], pool[found], strict=True):
             neighbours[r - start].append(int(f))
         return [tuple(n) for n in neighbours]
+
+    def embed(self, ids: Sequence[Hashable], vectors: np.ndarray) -> None:
+        """Give papers their sentence embeddings (as the service's embed step does after ingest)."""
+        if self._embeddings is None:
+            self._embeddings = np.zeros((0, vectors.shape[1]), dtype=np.float32)
+        grown = np.zeros((len(self), self._embeddings.shape[1]), dtype=np.float32)
+        grown[: self._embeddings.shape[0]] = self._embeddings
+        rows = self.rows(ids)
+        grown[rows] = vectors[[i for i, paper in enumerate(ids) if paper in self.index]]
+        self._embeddings = grown
 
     def set_background_age(self, days: float) -> None:
         """Papers this many days older than the newest are background; a change derives models again."""
@@ -281,6 +292,15 @@ class Corpus:
 
     def own_of(self, ids: Sequence[Hashable]) -> sp.csr_matrix:
         return self.own(self.rows(ids))
+
+    def embeddings_of(self, ids: Sequence[Hashable]) -> np.ndarray | None:
+        if self._embeddings is None:
+            return None
+        rows = np.array([self.index.get(i, -1) for i in ids], dtype=np.int64)
+        found = np.zeros((rows.size, self._embeddings.shape[1]), dtype=np.float32)
+        inside = (rows >= 0) & (rows < self._embeddings.shape[0])  # not unknown, nor added since ``embed``
+        found[inside] = self._embeddings[rows[inside]]
+        return found
 
     def newer_than(self, marker: int) -> tuple[list[Hashable], int]:
         """The papers added after ``marker`` (a count of papers), and the marker now."""

@@ -21,13 +21,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from digest.models import Paper, PaperTerms, SubscriberModel
-from digest.rank import store
+from digest.rank import embeddings, store
 from digest.rank.corpus import MIN_BORROW, borrowing_share, nearest, paper_text, smoothed
 from digest.rank.statistics import CorpusStatistics
 from digest.rank.tfidf import N_FEATURES, term_counts
 
 COUNTS_CACHE = 5_000  # decoded papers kept per process (~7 KB each for an abstract)
 ROWS_CACHE = 10_000  # weighed rows kept per process (~8 KB each)
+EMBEDDINGS_CACHE = (
+    20_000  # decoded embeddings kept per process (1.5 KB each): the liked papers of many models
+)
 # A short new paper's neighbours are looked for among the papers that arrive with it and at most this many
 # of the window's latest: the search is bounded by the day's papers, whatever a file's size.
 NEIGHBOUR_POOL = 5_000
@@ -52,6 +55,7 @@ class Library:
         self.statistics = CorpusStatistics()
         self.stamp: tuple[int, str] | None = None
         self.counts: LRUCache[int, tuple[sp.csr_matrix, tuple[int, ...]]] = LRUCache(maxsize=COUNTS_CACHE)
+        self.embeddings: LRUCache[int, np.ndarray] = LRUCache(maxsize=EMBEDDINGS_CACHE)
         self.memo: dict[Hashable, object] = {}  # per statistics version (keyword expansions)
         # Kept across versions: values that say themselves when they are stale (keyword weights' basis).
         self.lasting: LRUCache[Hashable, object] = LRUCache(maxsize=100_000)
@@ -89,7 +93,9 @@ def library_for(session: Session, deferred: Deferred | None = None) -> LibraryVi
     writes)."""
     url = session.get_bind().url.render_as_string(hide_password=True)
     with _LOCK:
-        library = _LIBRARIES.setdefault(url, Library(url))
+        library = _LIBRARIES.get(url)
+        if library is None:  # built only when missing: a Library holds arrays over the hashed columns
+            library = _LIBRARIES[url] = Library(url)
     library.refresh(session)
     return LibraryView(library, session, deferred)
 
@@ -196,6 +202,22 @@ class LibraryView:
         wanted = [int(i) for i in ids]  # type: ignore[call-overload]
         counts = self._counts(wanted)
         return self.weigh([counts[i][0] for i in wanted])
+
+    def embeddings_of(self, ids: Sequence[Hashable]) -> np.ndarray | None:
+        """Stored embeddings (a paper never changes its text's embedding, so they are cached as read)."""
+        wanted = [int(i) for i in ids]  # type: ignore[call-overload]
+        cache = self.library.embeddings
+        missing = [i for i in dict.fromkeys(wanted) if i not in cache]
+        found = embeddings.stored(self.session, missing) if missing else {}
+        cache.update(found)
+        rows = np.zeros((len(wanted), embeddings.DIMENSION), dtype=np.float32)
+        for at, paper in enumerate(wanted):
+            vector = found.get(paper)
+            if vector is None:
+                vector = cache.get(paper)
+            if vector is not None:
+                rows[at] = vector
+        return rows
 
     def weigh(self, rows: Sequence[sp.csr_matrix]) -> sp.csr_matrix:
         if not rows:

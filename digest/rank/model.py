@@ -35,7 +35,7 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
-from digest.rank import classifier
+from digest.rank import classifier, semantic
 from digest.rank.corpus import paper_text
 from digest.rank.expansion import expand_keywords
 from digest.rank.rated import RatedPapers
@@ -85,8 +85,10 @@ class Parts:
         liked_ids: tuple[Hashable, ...],
         n_disliked: int,
         library: Mapping[Hashable, LikedText | None] | None = None,
+        meaning: semantic.SemanticParts | None = None,
     ) -> None:
         self.columns = columns
+        self.semantic = meaning  # the sentence-embedding part (None without the `semantic` extra)
         self.liked_ids = liked_ids
         # The liked ids that came from the library: a liked text's id → the text, a stored paper's → None.
         self.library: Mapping[Hashable, LikedText | None] = library or {}
@@ -234,7 +236,8 @@ class Profile:
         self._changed = []
         if self._parts is None:
             library = {paper: None for paper in self.library} | self.text_ids()
-            self._parts = _derived(self._rated, library)
+            meaning = semantic.parts_for(corpus, self.keywords, self.labels)
+            self._parts = _derived(self._rated, library, meaning)
         return self._parts
 
     def weights(self, corpus: PaperSource) -> sp.csr_matrix:
@@ -336,8 +339,11 @@ def _by_used_column(rows: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, sp.csc
     return used, local, compact.tocsc()
 
 
-def _derived(rated: RatedPapers, library: Mapping[Hashable, LikedText | None]) -> Parts:
-    """The weight vector's components from the rated rows' sums and the classifier fitted on them."""
+def _derived(
+    rated: RatedPapers, library: Mapping[Hashable, LikedText | None], meaning: semantic.SemanticParts | None
+) -> Parts:
+    """The weight vector's components from the rated rows' sums and the classifier fitted on them, with the
+    library's origins and the semantic part (``digest.rank.semantic``)."""
     liked, disliked = rated.labels > 0, rated.labels < 0
     liked_dense = unit(_flattened(rated.sums[0] / max(int(liked.sum()), 1)))
     disliked_dense = unit(rated.sums[1] / max(int(disliked.sum()), 1))
@@ -348,5 +354,13 @@ def _derived(rated: RatedPapers, library: Mapping[Hashable, LikedText | None]) -
         )
     n_disliked = int(disliked.sum())
     return Parts(
-        rated.columns, rated.keywords, liked_dense, disliked_dense, coef, rated.liked, n_disliked, library
+        rated.columns,
+        rated.keywords,
+        liked_dense,
+        disliked_dense,
+        coef,
+        rated.liked,
+        n_disliked,
+        library=library,
+        meaning=meaning,
     )

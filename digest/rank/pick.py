@@ -21,9 +21,9 @@ from sqlalchemy.orm import Session
 from digest.config import Settings
 from digest.models import DeliveryItem, Feedback, Paper, Subscriber, utcnow
 from digest.rank.cache import weights_for
-from digest.rank.explain import Vectors, explain
+from digest.rank.explain import Vectors, Vocabulary, explain
 from digest.rank.library import Deferred, LibraryView, library_for
-from digest.rank.scoring import Request, pick_block
+from digest.rank.scoring import Chosen, Request, pick_block
 from digest.rank.weights import Weights
 from digest.rank.window import Window, build_window
 
@@ -106,50 +106,68 @@ def _picks(
     window: Window,
     subscribers: Sequence[Subscriber],
     weights: dict[int, Weights],
-    chosen: list[list[tuple[int, float]]],
+    chosen: list[Chosen],
 ) -> list[list[Pick]]:
-    wanted = {window.ids[i] for found in chosen for i, _ in found}
+    wanted = {window.ids[i] for found in chosen for i, _ in found.picks}
     papers = {p.id: p for p in view.session.scalars(select(Paper).where(Paper.id.in_(wanted)))}
     titles, texts = _Titles(view.session), _TextRows(view)
+    vocabulary = Vocabulary(view.statistics.terms.df, view.statistics.papers)
     picks = []
     for subscriber, found in zip(subscribers, chosen, strict=True):
         w = weights[subscriber.id]
+        reasons = _Reasons(view, window, w, titles, texts, vocabulary, found.semantic_scale)
         with window.vectors(w) as vectors:
             picks.append(
-                [
-                    Pick(papers[window.ids[i]], score, _why(view, window, w, vectors, i, titles, texts))  # type: ignore[index]
-                    for i, score in found
-                ]
+                [Pick(papers[window.ids[i]], score, reasons(i, vectors)) for i, score in found.picks]  # type: ignore[index]
             )
     return picks
 
 
-def _why(
-    view: LibraryView,
-    window: Window,
-    weights: Weights,
-    vectors: Vectors,
-    i: int,
-    titles: _Titles,
-    texts: _TextRows,
-) -> str:
-    row, own = window.entries(i), window.own_entries(i)
+class _Reasons:
+    """One subscriber's why-lines for their picks: the liked papers (and the library's liked texts) they
+    compare, their titles, the pick's place in the embedding space."""
 
-    def title_of(liked: Hashable) -> str:
-        text = weights.liked_text(liked)
-        return text[0] if text is not None else titles(liked)
+    def __init__(
+        self,
+        view: LibraryView,
+        window: Window,
+        weights: Weights,
+        titles: _Titles,
+        texts: _TextRows,
+        vocabulary: Vocabulary,
+        scale: float,
+    ) -> None:
+        self.view, self.window, self.weights = view, window, weights
+        self.titles, self.texts, self.vocabulary, self.scale = titles, texts, vocabulary, scale
 
-    def liked_rows(ids: Sequence[Hashable]) -> sp.csr_matrix:
+    def __call__(self, i: int, vectors: Vectors) -> str:
+        window = self.window
+        return explain(
+            self.weights,
+            window.entries(i),
+            window.own_entries(i),
+            window.texts[i],
+            self.liked_rows,
+            self.title_of,
+            vectors=vectors,
+            meaning=window.meaning(i, self.scale),
+            liked_embeddings=self.view.embeddings_of,
+            vocabulary=self.vocabulary,
+        )
+
+    def title_of(self, liked: Hashable) -> str:
+        text = self.weights.liked_text(liked)
+        return text[0] if text is not None else self.titles(liked)
+
+    def liked_rows(self, ids: Sequence[Hashable]) -> sp.csr_matrix:
         """The liked papers' rows, and the library's liked texts' among them (weighed like papers)."""
-        found = {liked: text[1] for liked in ids if (text := weights.liked_text(liked)) is not None}
+        found = {liked: text[1] for liked in ids if (text := self.weights.liked_text(liked)) is not None}
         if not found:
-            return view.rows_of(ids)
+            return self.view.rows_of(ids)
         papers = [liked for liked in ids if liked not in found]
-        rows = dict(zip(papers, view.rows_of(papers), strict=True)) if papers else {}
-        rows |= dict(zip(found, texts(list(found.values())), strict=True))
+        rows = dict(zip(papers, self.view.rows_of(papers), strict=True)) if papers else {}
+        rows |= dict(zip(found, self.texts(list(found.values())), strict=True))
         return sp.vstack([rows[liked] for liked in ids], format="csr")
-
-    return explain(weights, row, own, window.texts[i], liked_rows, title_of, vectors)
 
 
 class _TextRows:

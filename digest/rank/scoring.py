@@ -1,6 +1,8 @@
 """Many subscribers' picks from one window at once: their weights scattered into a dense block over the
-columns the candidates use and multiplied with the candidates as one product, then each one's picks chosen
-in score order (allowed, sharing a word with what the subscriber asked for or liked, no near-copy).
+columns the candidates use and multiplied with the candidates as one product, their semantic vectors
+multiplied with the candidates' embeddings as one more (``digest.rank.semantic``: the blend), then each
+one's picks chosen in score order (allowed, with a true reason: a word shared with what the subscriber asked
+for or liked, or a semantic match; no near-copy).
 
 Every subscriber scores every candidate, so the result is dense: a block of weights multiplied sparse x
 dense, column by column, reads each weight once and keeps the block of scores being summed in cache
@@ -16,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from digest.rank import semantic
+from digest.rank.classifier import one_blas_thread
 from digest.rank.weights import Weights
 from digest.rank.window import Window
 
@@ -31,30 +35,67 @@ class Request:
     k: int
 
 
+@dataclass(frozen=True)
+class Chosen:
+    """One request's picks (candidate index, score), best first, and the semantic scale they were scored
+    with: a pick's semantic contribution is ``semantic_scale`` · (its centred embedding · the subscriber's
+    vector), 0 without a semantic part."""
+
+    picks: list[tuple[int, float]]
+    semantic_scale: float
+
+
 def score_block(window: Window, weights: Sequence[Weights]) -> np.ndarray:
     """Scores of every candidate for each of ``weights`` (len(weights) x len(window))."""
     scores = np.empty((len(weights), len(window)))
-    for start in range(0, len(weights), BLOCK):
-        chunk = weights[start : start + BLOCK]
-        with _dense(window, chunk) as dense:
-            scores[start : start + len(chunk)] = _scores(window, dense, chunk)
+    with one_blas_thread():
+        for start in range(0, len(weights), BLOCK):
+            chunk = weights[start : start + BLOCK]
+            with _dense(window, chunk) as dense:
+                tfidf = _scores(window, dense, chunk)
+            scores[start : start + len(chunk)] = tfidf + _semantic(window, chunk, tfidf)[0]
     return scores
 
 
-def pick_block(window: Window, requests: Sequence[Request], floor: float) -> list[list[tuple[int, float]]]:
-    """Each request's picks (candidate index, score), best first."""
-    picks: list[list[tuple[int, float]]] = []
+def pick_block(window: Window, requests: Sequence[Request], floor: float) -> list[Chosen]:
+    """Each request's picks, best first."""
+    with one_blas_thread():
+        return _pick_blocks(window, requests, floor)
+
+
+def _pick_blocks(window: Window, requests: Sequence[Request], floor: float) -> list[Chosen]:
+    picks: list[Chosen] = []
     for start in range(0, len(requests), BLOCK):
         chunk = requests[start : start + BLOCK]
         distinct = list({id(r.weights): r.weights for r in chunk}.values())
         column = {id(w): j for j, w in enumerate(distinct)}
         with _dense(window, distinct) as dense:
-            scores = _scores(window, dense, distinct)
+            tfidf = _scores(window, dense, distinct)
+            meaning, scale = _semantic(window, distinct, tfidf)
+            scores = tfidf + meaning
             for request in chunk:
                 j = column[id(request.weights)]
-                eligible = _evidence(window, dense[:, j])
-                picks.append(choose(window, scores[j], request.allowed, request.k, floor, eligible))
+                eligible = _evidence(window, dense[:, j], meaning[j] if meaning.ndim else None)
+                found = choose(window, scores[j], request.allowed, request.k, floor, eligible)
+                picks.append(Chosen(found, float(scale[j])))
     return picks
+
+
+def _semantic(window: Window, weights: Sequence[Weights], tfidf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """What the semantic part adds to each score (0 without one) and each subscriber's scale: the block's
+    vectors multiplied with the candidates' centred embeddings, one dense product (on one BLAS thread, as the
+    callers run it: on a busy 2-core machine two threads wait on each other, 2× slower in bench_rank)."""
+    centred = window.centred_by_dimension
+    if centred is None or not any(w.semantic.size for w in weights):
+        return np.zeros(()), np.zeros(len(weights))
+    vectors = np.zeros((len(weights), centred.shape[0]), dtype=np.float32)
+    for j, w in enumerate(weights):
+        if w.semantic.size:
+            vectors[j] = w.semantic
+    meaning = vectors @ centred
+    scale = semantic.scales(tfidf, meaning, window.embedded)
+    meaning *= scale[:, None].astype(np.float32)
+    return meaning, scale
 
 
 @contextmanager
@@ -86,13 +127,16 @@ def _scores(window: Window, dense: np.ndarray, weights: Sequence[Weights]) -> np
     return scores - prior[:, None] * window.generality
 
 
-def _evidence(window: Window, column: np.ndarray) -> Callable[[int], bool]:
-    """Whether a candidate shares a word with the positive part of these weights: a paper without one has no
-    true "why" and is never picked, whatever its score after the negative parts (👎, corpus mean) moved it.
-    Words only (two English texts share character 4-grams anyway), from the paper's own row (a word a short
-    paper only borrowed from its neighbours is not a reason to give)."""
+def _evidence(window: Window, column: np.ndarray, meaning: np.ndarray | None) -> Callable[[int], bool]:
+    """Whether a candidate has a true "why": a word shared with the positive part of these weights, or a
+    semantic match (the semantic part raised its score). A paper without one is never picked, whatever its
+    score after the negative parts (👎, corpus mean) moved it. Words only (two English texts share
+    character 4-grams anyway), from the paper's own row (a word a short paper only borrowed from its
+    neighbours is not a reason to give)."""
     words = window.words
-    return lambda i: bool((column[words[i]] > 0).any())
+    if meaning is None:
+        return lambda i: bool((column[words[i]] > 0).any())
+    return lambda i: bool(meaning[i] > 0 or (column[words[i]] > 0).any())
 
 
 def choose(

@@ -53,3 +53,9 @@ def _sorted(row: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
         return row.indices, row.data
     order = np.argsort(row.indices)
     return row.indices[order], row.data[order]
+
+
+def unit_rows(matrix: np.ndarray) -> np.ndarray:
+    """Each row of a dense matrix scaled to unit length (all-zero rows as they are)."""
+    norms = np.sqrt(np.square(matrix).sum(axis=1, keepdims=True))
+    return matrix / np.where(norms > 0, norms, 1.0)

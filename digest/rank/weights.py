@@ -6,6 +6,8 @@ The weights are held over the few columns the keywords and the rated papers use;
 ratings add that pulls papers up, and the keyword vector) and the liked papers (the nearest one is named),
 and of the latest of those that came from the subscriber's library, which they were and, for a liked text
 (no stored paper), its title and text: all an explanation needs to say "similar to ‹title› in your library".
+The semantic part (``digest.rank.semantic``) is the subscriber's vector in the embedding space, with its
+keyword and 👍 parts kept apart for the explanation; empty without the ``semantic`` extra.
 """
 
 from __future__ import annotations
@@ -13,16 +15,21 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
 
 from digest.rank.model import LikedText, Parts
+from digest.rank.semantic import model_id
 from digest.rank.tfidf import BLOCK, N_FEATURES
 
-FORMAT = 1
+FORMAT = 2  # 2: the semantic part
 LIBRARY_KEPT = 50  # the latest liked ids whose library origin is kept: as many as explain.LIKED_COMPARED
+
+
+def _no_vector() -> np.ndarray:
+    return np.zeros(0, dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -35,12 +42,17 @@ class Weights:
     prior: float  # the corpus-mean penalty, until a 👎
     liked: tuple[Hashable, ...]
     terms: tuple[str, ...]  # the keywords they were derived for
+    model: str = ""  # the embedding model of the semantic part ("" without one)
+    semantic: np.ndarray = field(default_factory=_no_vector)  # the subscriber's vector in the embedding space
+    semantic_keywords: np.ndarray = field(default_factory=_no_vector)  # its keyword part
+    semantic_liked: np.ndarray = field(default_factory=_no_vector)  # its 👍 part
     # Of the latest LIBRARY_KEPT liked ids, those from the library: (id, title, text) for a liked text,
     # (id, None, None) for a stored paper (its title is read where it is shown).
     library: tuple[tuple[Hashable, str | None, str | None], ...] = ()
 
     @classmethod
     def of(cls, parts: Parts, keywords: Sequence[str]) -> Weights:
+        meaning = parts.semantic
         return cls(
             parts.columns.astype(np.int32),
             parts.dense_weights.astype(np.float32),
@@ -50,6 +62,8 @@ class Weights:
             parts.prior,
             tuple(parts.liked_ids),
             tuple(keywords),
+            model_id() if meaning is not None else "",
+            *(_no_vector(),) * 3 if meaning is None else (meaning.vector, meaning.keywords, meaning.liked),
             _library_of(parts),
         )
 
@@ -83,12 +97,15 @@ class Weights:
                 "prior": self.prior,
                 "liked": list(self.liked),
                 "terms": list(self.terms),
+                "model": self.model,
+                "dimension": int(self.semantic.size),
             }
             | ({"library": [list(entry) for entry in self.library]} if self.library else {})
         ).encode()
         gaps = np.diff(self.columns.astype(np.int64), prepend=0).astype(np.uint32)
         arrays = gaps.tobytes() + self.values.tobytes() + self.learned.tobytes() + self.keywords.tobytes()
-        return zlib.compress(len(head).to_bytes(4, "little") + head + arrays, 1)
+        meaning = self.semantic.tobytes() + self.semantic_keywords.tobytes() + self.semantic_liked.tobytes()
+        return zlib.compress(len(head).to_bytes(4, "little") + head + arrays + meaning, 1)
 
     @classmethod
     def from_bytes(cls, blob: bytes) -> Weights:
@@ -102,6 +119,10 @@ class Weights:
         values, learned, keywords = (
             np.frombuffer(raw, np.float32, size, offset + 4 * size * part) for part in (1, 2, 3)
         )
+        dimension, offset = head["dimension"], offset + 16 * size
+        meaning = (
+            np.frombuffer(raw, np.float32, dimension, offset + 4 * dimension * part) for part in (0, 1, 2)
+        )
         return cls(
             columns,
             values,
@@ -111,6 +132,8 @@ class Weights:
             head["prior"],
             tuple(head["liked"]),
             tuple(head["terms"]),
+            head["model"],
+            *meaning,
             tuple((key, title, text) for key, title, text in head.get("library", [])),
         )
 

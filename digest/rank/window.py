@@ -20,9 +20,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from digest.models import Paper, PaperTerms
-from digest.rank import store
+from digest.rank import semantic, store
 from digest.rank.corpus import Corpus, paper_text, smoothed
-from digest.rank.explain import Lookup, Vectors
+from digest.rank.embeddings import DIMENSION, embedded_since
+from digest.rank.explain import Lookup, Meaning, Vectors
 from digest.rank.library import LibraryView, index_stored, library_for
 from digest.rank.tfidf import BLOCK, N_FEATURES, phrase_pattern
 from digest.rank.vectors import row_of
@@ -46,6 +47,8 @@ class Window:
     rows: sp.csr_matrix
     own: sp.csr_matrix
     generality: np.ndarray
+    # Sentence embeddings (float32 rows, zeros for a paper not embedded yet); None without the semantic part.
+    embeddings: np.ndarray | None = None
     position: dict[Hashable, int] = field(init=False)
     _excluded: dict[tuple[str, ...], np.ndarray] = field(init=False, default_factory=dict)
     _block: np.ndarray | None = field(init=False, default=None)
@@ -57,6 +60,27 @@ class Window:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @cached_property
+    def embedded(self) -> np.ndarray:
+        """Which candidates have an embedding (the others are ranked on TF-IDF alone)."""
+        if self.embeddings is None:
+            return np.zeros(len(self), dtype=bool)
+        return np.abs(self.embeddings).sum(axis=1) > 0
+
+    @cached_property
+    def centred(self) -> np.ndarray | None:
+        """The embeddings minus their mean (``semantic.centred``): what a block of subscriber vectors is
+        multiplied with; None when no candidate is embedded."""
+        if self.embeddings is None or not self.embedded.any():
+            return None
+        return semantic.centred(self.embeddings, self.embedded)
+
+    @cached_property
+    def centred_by_dimension(self) -> np.ndarray | None:
+        """``centred`` transposed (dimensions x candidates, contiguous): a block of subscriber vectors times
+        it gives their scores in rows."""
+        return None if self.centred is None else np.ascontiguousarray(self.centred.T)
 
     @cached_property
     def columns(self) -> tuple[np.ndarray, sp.csc_matrix]:
@@ -136,6 +160,13 @@ class Window:
     def own_entries(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         return _entries(self.own, i)
 
+    def meaning(self, i: int, scale: float) -> Meaning | None:
+        """Candidate ``i``'s place in the embedding space as its explanation reads it, for a subscriber whose
+        semantic part was scaled by ``scale`` (``scoring.Chosen``); None when it adds nothing to the score."""
+        if not scale or self.centred is None or not self.embedded[i]:
+            return None
+        return Meaning(self.embeddings[i], scale * self.centred[i])  # type: ignore[index]
+
     def excluded(self, words: tuple[str, ...]) -> np.ndarray:
         """Which candidates mention any of ``words`` (whole words or phrases), once per list of words."""
         if not words:
@@ -172,6 +203,7 @@ def corpus_window(corpus: Corpus, ids: Sequence[Hashable], first_seen: float = 0
         matrix,
         corpus.own(rows),
         corpus.generality(matrix),
+        corpus.embeddings_of([corpus.ids[r] for r in rows]),
     )
 
 
@@ -185,12 +217,14 @@ def build_window(session: Session, since: dt.datetime) -> Window:
     view = library_for(session)
     if age_background(view, start):
         view = library_for(session)
-    # Papers stored without the ingest (by hand, or by an older version) change no statistics: the window's
-    # newest paper and size say whether it is still the one the database holds (one indexed range read).
+    # Papers stored without the ingest (by hand, or by an older version) change no statistics, and papers
+    # embedded since (the embed step runs after ingest) neither: the window's newest paper, its size and the
+    # papers embedded say whether it is still the one the database holds (indexed range reads).
     newest = session.execute(
         select(func.max(Paper.id), func.count(Paper.id)).where(Paper.first_seen_at >= start)
     ).one()
-    key = ("window", view.library.stamp, start, tuple(newest))
+    embedded = embedded_since(session, start) if semantic.model_id() else 0
+    key = ("window", view.library.stamp, start, tuple(newest), embedded)
     cached = view.library.windows.get(key)
     if isinstance(cached, Window):
         return cached
@@ -231,7 +265,15 @@ def _read_window(view: LibraryView, start: dt.datetime) -> Window:
         rows,
         own,
         view.generality(rows),
+        _embeddings(view, [r.id for r in found]),
     )
+
+
+def _embeddings(view: LibraryView, ids: list[int]) -> np.ndarray | None:
+    """The window's stored embeddings; None without the `semantic` extra (ranking exactly as without it)."""
+    if not semantic.model_id():
+        return None
+    return view.embeddings_of(ids) if ids else np.zeros((0, DIMENSION), dtype=np.float32)
 
 
 def _smoothed(
