@@ -371,12 +371,12 @@ def build(
     today = dt.datetime.now(dt.UTC).date()
     days = [today - dt.timedelta(days=n) for n in range(papers // args.per_day, 0, -1)]
     setup = {"ingest_history": ingest_history(db, perturber, days, args.per_day)}
+    _, setup["first_window_ever"] = timed(lambda: _window(db, settings))  # ages the history once
     setup["subscribers"] = add_subscribers(db, settings, subscribers, keyword_pool(archive), seed=2)
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     rated, setup["ratings"] = add_ratings(db, args.rated_share, 3, now)
     setup["rated_subscribers"] = rated
-    setup["derive_all"] = derive_all(db)
-    _, setup["first_window_ever"] = timed(lambda: _window(db, settings))  # ages the history once
+    setup["derive_all"] = derive_all(db)  # from the window, as a day's send derives them
     setup["today_file"] = day_file(perturber, today, args.per_day, len(days) * args.per_day)  # type: ignore[assignment]
     return db, settings, setup
 

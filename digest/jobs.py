@@ -24,6 +24,7 @@ from digest.errors import explain
 from digest.ingest.arxiv_pull import ArxivPull
 from digest.ingest.hf_daily import HfDailyPull
 from digest.ingest.inbox import InboxWatcher
+from digest.models import utcnow
 from digest.rank import encoder
 from digest.rank.embeddings import embed_pending
 from digest.subscribers import purge_unconfirmed, schedule_unscheduled
@@ -42,10 +43,13 @@ def maintenance(db: Database, settings: Settings, *, now: dt.datetime | None = N
         log.info("maintenance: %d scheduled, %d unconfirmed sign-ups erased", scheduled, purged)
 
 
-def embed_new_papers(db: Database) -> None:
-    """Embed the papers that have no embedding yet, newest first; until then they rank on TF-IDF alone."""
+def embed_new_papers(db: Database, settings: Settings, *, now: dt.datetime | None = None) -> None:
+    """Embed the candidates (papers first seen within ``recency_days``) that have no embedding yet, newest
+    first; until then they rank on TF-IDF alone. Older papers are left to ``digest embed``: a run never
+    walks the history."""
     model = encoder.encoder()
-    done = embed_pending(db, model, limit=EMBED_PER_RUN) if model is not None else 0
+    since = (now or utcnow()) - dt.timedelta(days=settings.recency_days)
+    done = embed_pending(db, model, limit=EMBED_PER_RUN, since=since) if model is not None else 0
     if done:
         log.info("embed: %d papers embedded", done)
 
@@ -104,7 +108,7 @@ def build_scheduler(db: Database, settings: Settings, *, stop: threading.Event) 
         pull = ArxivPull(db, settings.arxiv_feed_url, settings.arxiv_category_list)
         jobs.append(("arxiv", pull.run, 3600))
     if encoder.installed():
-        jobs.append(("embed", lambda: embed_new_papers(db), settings.inbox_poll_seconds))
+        jobs.append(("embed", lambda: embed_new_papers(db, settings), settings.inbox_poll_seconds))
     for name, func, seconds in jobs:
         job = guarded(name, func, settings)
         scheduler.add_job(job, "interval", seconds=seconds, id=name, name=name, next_run_time=start)

@@ -8,8 +8,9 @@ import threading
 import pytest
 
 from digest.db import Database
-from digest.jobs import build_scheduler, maintenance
-from digest.models import Subscriber
+from digest.jobs import build_scheduler, embed_new_papers, maintenance
+from digest.models import Paper, Subscriber
+from digest.rank import embeddings, encoder
 from digest.subscribers import schedule_unscheduled
 
 
@@ -83,3 +84,18 @@ def test_the_arxiv_pull_runs_only_when_categories_are_listed(settings, db):
 def test_scheduler_embeds_new_papers_when_the_semantic_part_is_installed(settings, db):
     ids = {job.id for job in build_scheduler(db, settings, stop=threading.Event()).get_jobs()}
     assert ids == {"inbox", "dispatch", "maintenance", "embed"}
+
+
+@pytest.mark.skipif(not encoder.installed(), reason="needs the `semantic` extra")
+def test_the_embed_job_embeds_the_candidates_and_leaves_older_papers_to_digest_embed(settings, db):
+    now = utc(2025, 6, 10, 12)
+    with db.session() as session:
+        old = Paper(key="old", title_key="old", title="Speech recognition", first_seen_at=utc(2025, 5, 1))
+        new = Paper(key="new", title_key="new", title="Audio tokenizers", first_seen_at=utc(2025, 6, 9))
+        session.add_all([old, new])
+        session.flush()
+        ids = old.id, new.id
+    embed_new_papers(db, settings, now=now)
+    with db.session() as session:
+        assert set(embeddings.stored(session, ids)) == {ids[1]}
+        assert embeddings.pending(session) == 1

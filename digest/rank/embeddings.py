@@ -70,15 +70,13 @@ def embedded_since(session: Session, start: dt.datetime) -> int:
     return session.scalar(query) or 0
 
 
-def next_pending(session: Session, limit: int) -> list[tuple[int, str]]:
+def next_pending(session: Session, limit: int, since: dt.datetime | None = None) -> list[tuple[int, str]]:
     """Up to ``limit`` papers lacking this model's embedding, newest first (today's candidates before the
-    backfill of older papers), as (id, text)."""
-    query = (
-        select(Paper.id, Paper.title, Paper.abstract)
-        .where(~Paper.id.in_(_embedded_ids()))
-        .order_by(Paper.id.desc())
-        .limit(limit)
-    )
+    backfill of older papers), as (id, text); with ``since``, only papers first seen since then."""
+    query = select(Paper.id, Paper.title, Paper.abstract).where(~Paper.id.in_(_embedded_ids()))
+    if since is not None:
+        query = query.where(Paper.first_seen_at >= since)
+    query = query.order_by(Paper.id.desc()).limit(limit)
     return [(r.id, paper_text(r.title, r.abstract)) for r in session.execute(query)]
 
 
@@ -97,15 +95,17 @@ def embed_pending(
     encoder: Encoder,
     *,
     limit: int | None = None,
+    since: dt.datetime | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Embed the papers lacking this model's embedding (at most ``limit``), a chunk at a time: read, embed
-    outside any transaction, then written in a short one (a vote never waits on the model). Returns how many
-    were embedded here; a chunk another process embedded meanwhile is left to it."""
+    """Embed the papers lacking this model's embedding (at most ``limit``; with ``since``, only those first
+    seen since then), a chunk at a time: read, embed outside any transaction, then written in a short one (a
+    vote never waits on the model). Returns how many were embedded here; a chunk another process embedded
+    meanwhile is left to it."""
     done = 0
     while limit is None or done < limit:
         with db.session() as session:
-            papers = next_pending(session, CHUNK if limit is None else min(CHUNK, limit - done))
+            papers = next_pending(session, CHUNK if limit is None else min(CHUNK, limit - done), since)
         if not papers:
             break
         vectors = encoder.encode([text for _, text in papers])
