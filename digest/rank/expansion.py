@@ -8,7 +8,7 @@ search would; docs/scaling.md). Every subscriber with the same keywords shares t
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, MutableMapping, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -33,7 +33,7 @@ class Matches(Protocol):
 
 class Expandable(Matches, Protocol):
     version: int
-    memo: dict[Hashable, object]
+    memo: MutableMapping[Hashable, object]
 
     def encode(self, texts: Sequence[str]) -> sp.csr_matrix: ...
 

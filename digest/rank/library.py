@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,10 @@ from digest.rank.tfidf import N_FEATURES, term_counts
 
 COUNTS_CACHE = 5_000  # decoded papers kept per process (~7 KB each for an abstract)
 ROWS_CACHE = 10_000  # weighed rows kept per process (~8 KB each)
+# Keyword sets' expansions and keyword-only weights kept per process: ~60 and ~120 KB each (expanded keyword
+# vectors reach thousands of character columns; bench_daily), so a count of 100,000 subscribers' distinct
+# sets would be gigabytes. Both are stored in the database: a miss is one indexed read (~0.2 ms).
+KEYWORD_SETS_KEPT = 512
 EMBEDDINGS_CACHE = (
     20_000  # decoded embeddings kept per process (1.5 KB each): the liked papers of many models
 )
@@ -56,9 +60,9 @@ class Library:
         self.stamp: tuple[int, str] | None = None
         self.counts: LRUCache[int, tuple[sp.csr_matrix, tuple[int, ...]]] = LRUCache(maxsize=COUNTS_CACHE)
         self.embeddings: LRUCache[int, np.ndarray] = LRUCache(maxsize=EMBEDDINGS_CACHE)
-        self.memo: dict[Hashable, object] = {}  # per statistics version (keyword expansions)
+        self.memo = _memo()  # per statistics version (keyword expansions)
         # Kept across versions: values that say themselves when they are stale (keyword weights' basis).
-        self.lasting: LRUCache[Hashable, object] = LRUCache(maxsize=100_000)
+        self.lasting: LRUCache[Hashable, object] = LRUCache(maxsize=KEYWORD_SETS_KEPT)
         # Weighed rows of papers outside the window (liked papers an explanation compares), this version's.
         self.rows: LRUCache[int, sp.csr_matrix] = LRUCache(maxsize=ROWS_CACHE)
         self.windows: dict[Hashable, object] = {}  # the candidate windows (``digest.rank.window``)
@@ -73,15 +77,19 @@ class Library:
         with self.lock:
             self.statistics, state = store.load_statistics(session)
             self.stamp = None if state is None else (state.version, state.stamp)
-            self.memo, self.windows, self.current = {}, {}, None
+            self.memo, self.windows, self.current = _memo(), {}, None
             self.rows.clear()
 
     def adopt(self, statistics: CorpusStatistics, stamp: tuple[int, str]) -> None:
         """Statistics this process just wrote (a rolled-back write shows as a stamp the database lacks)."""
         with self.lock:
             self.statistics, self.stamp = statistics, stamp
-            self.memo, self.windows, self.current = {}, {}, None
+            self.memo, self.windows, self.current = _memo(), {}, None
             self.rows.clear()
+
+
+def _memo() -> LRUCache[Hashable, object]:
+    return LRUCache(maxsize=KEYWORD_SETS_KEPT)
 
 
 _LIBRARIES: dict[str, Library] = {}
@@ -150,7 +158,7 @@ class LibraryView:
         return self.statistics.version
 
     @property
-    def memo(self) -> dict[Hashable, object]:
+    def memo(self) -> MutableMapping[Hashable, object]:
         return self.library.memo
 
     @property
