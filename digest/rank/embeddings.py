@@ -73,11 +73,15 @@ def embedded_since(session: Session, start: dt.datetime) -> int:
 def next_pending(session: Session, limit: int, since: dt.datetime | None = None) -> list[tuple[int, str]]:
     """Up to ``limit`` papers lacking this model's embedding, newest first (today's candidates before the
     backfill of older papers), as (id, text); with ``since``, only papers first seen since then."""
-    query = select(Paper.id, Paper.title, Paper.abstract).where(~Paper.id.in_(_embedded_ids()))
-    if since is not None:
-        query = query.where(Paper.first_seen_at >= since)
-    query = query.order_by(Paper.id.desc()).limit(limit)
-    return [(r.id, paper_text(r.title, r.abstract)) for r in session.execute(query)]
+    embedded = select(PaperEmbedding.paper_id).where(
+        PaperEmbedding.paper_id == Paper.id, PaperEmbedding.model == MODEL_ID
+    )
+    query = select(Paper.id, Paper.title, Paper.abstract).where(~embedded.exists())
+    if since is None:
+        rows = list(session.execute(query.order_by(Paper.id.desc()).limit(limit)))
+    else:  # through the first_seen_at index (ordered by id, SQLite would walk every paper's id)
+        rows = sorted(session.execute(query.where(Paper.first_seen_at >= since)), key=lambda r: -r.id)[:limit]
+    return [(r.id, paper_text(r.title, r.abstract)) for r in rows]
 
 
 def store(session: Session, ids: Sequence[int], vectors: np.ndarray) -> None:

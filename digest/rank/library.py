@@ -236,8 +236,10 @@ class LibraryView:
         """Papers stored after paper ``marker`` (ids grow), and only those of the candidate window (the last
         one built, else the week before the newest paper): a keyword set's matches never scan the history."""
         start = self.library.window_start or self._default_start()
-        query = select(Paper.id).where(Paper.id > marker, Paper.first_seen_at >= start).order_by(Paper.id)
-        ids = list(self.session.scalars(query))
+        # The window through the first_seen_at index, then the marker: with ``id > marker`` in the query
+        # SQLite walks the id range instead, every paper since the marker (150,000 papers: 205 ms, not 2).
+        window = self.session.scalars(select(Paper.id).where(Paper.first_seen_at >= start))
+        ids = sorted(i for i in window if i > marker)
         return ids, max([marker, *ids])  # type: ignore[return-value]
 
     def _default_start(self) -> dt.datetime:
