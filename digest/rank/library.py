@@ -3,6 +3,9 @@ process wrote them), other papers' rows weighed from their stored term counts wh
 
 Memory is bounded by the statistics (three arrays over the hashed columns), the day's candidate window
 (``digest.rank.window``) and a bounded cache of decoded counts, whatever the number of papers stored.
+
+Over 400 lines because indexing new papers, reading stored ones and the model's corpus interface share
+the one per-process cache they must keep consistent.
 """
 
 from __future__ import annotations
