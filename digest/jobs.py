@@ -43,13 +43,22 @@ def maintenance(db: Database, settings: Settings, *, now: dt.datetime | None = N
         log.info("maintenance: %d scheduled, %d unconfirmed sign-ups erased", scheduled, purged)
 
 
-def embed_new_papers(db: Database, settings: Settings, *, now: dt.datetime | None = None) -> None:
+def embed_new_papers(
+    db: Database,
+    settings: Settings,
+    *,
+    now: dt.datetime | None = None,
+    stop: threading.Event | None = None,
+) -> None:
     """Embed the candidates (papers first seen within ``recency_days``) that have no embedding yet, newest
     first; until then they rank on TF-IDF alone. Older papers are left to ``digest embed``: a run never
-    walks the history."""
+    walks the history. ``stop`` ends the run after the chunk in progress (a shutdown waits seconds, not
+    the whole run)."""
     model = encoder.encoder()
     since = (now or utcnow()) - dt.timedelta(days=settings.recency_days)
-    done = embed_pending(db, model, limit=EMBED_PER_RUN, since=since) if model is not None else 0
+    done = 0
+    if model is not None:
+        done = embed_pending(db, model, limit=EMBED_PER_RUN, since=since, stop=stop)
     if done:
         log.info("embed: %d papers embedded", done)
 
@@ -108,7 +117,7 @@ def build_scheduler(db: Database, settings: Settings, *, stop: threading.Event) 
         pull = ArxivPull(db, settings.arxiv_feed_url, settings.arxiv_category_list)
         jobs.append(("arxiv", pull.run, 3600))
     if encoder.installed():
-        jobs.append(("embed", lambda: embed_new_papers(db, settings), settings.inbox_poll_seconds))
+        jobs.append(("embed", lambda: embed_new_papers(db, settings, stop=stop), settings.inbox_poll_seconds))
     for name, func, seconds in jobs:
         job = guarded(name, func, settings)
         scheduler.add_job(job, "interval", seconds=seconds, id=name, name=name, next_run_time=start)

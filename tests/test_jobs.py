@@ -99,3 +99,18 @@ def test_the_embed_job_embeds_the_candidates_and_leaves_older_papers_to_digest_e
     with db.session() as session:
         assert set(embeddings.stored(session, ids)) == {ids[1]}
         assert embeddings.pending(session) == 1
+
+
+@pytest.mark.skipif(not encoder.installed(), reason="needs the `semantic` extra")
+def test_the_embed_job_stops_between_chunks_when_the_service_shuts_down(settings, db):
+    now = utc(2025, 6, 10, 12)
+    with db.session() as session:
+        session.add_all(
+            Paper(key=f"p{n}", title_key=f"p{n}", title=f"Paper {n}", first_seen_at=utc(2025, 6, 9))
+            for n in range(3)
+        )
+    stop = threading.Event()
+    stop.set()  # SIGTERM arrived before the run: nothing is embedded, the shutdown does not wait
+    embed_new_papers(db, settings, now=now, stop=stop)
+    with db.session() as session:
+        assert embeddings.pending(session) == 3

@@ -9,6 +9,7 @@ Embedding is its own step so ingest stays fast; until a paper is embedded it is 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
@@ -101,13 +102,14 @@ def embed_pending(
     limit: int | None = None,
     since: dt.datetime | None = None,
     progress: Callable[[int], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> int:
     """Embed the papers lacking this model's embedding (at most ``limit``; with ``since``, only those first
     seen since then), a chunk at a time: read, embed outside any transaction, then written in a short one (a
     vote never waits on the model). Returns how many were embedded here; a chunk another process embedded
-    meanwhile is left to it."""
+    meanwhile is left to it. ``stop``, once set, ends it after the chunk in progress."""
     done = 0
-    while limit is None or done < limit:
+    while (limit is None or done < limit) and not (stop is not None and stop.is_set()):
         with db.session() as session:
             papers = next_pending(session, CHUNK if limit is None else min(CHUNK, limit - done), since)
         if not papers:
