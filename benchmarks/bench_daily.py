@@ -326,7 +326,7 @@ def serve_peak(folder: Path, settings: Settings) -> float:
             time.sleep(0.25)
     finally:
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
+        process.wait(timeout=300)
     return peak
 
 

@@ -43,7 +43,9 @@ class LockProbe(threading.Thread):
         connection.close()
 
 
-def test_votes_during_a_big_ingest_in_another_process_all_answer_2xx_within_a_second(settings, db, tmp_path):
+def test_votes_during_a_big_ingest_elsewhere_answer_2xx_and_the_lock_is_held_under_a_second(
+    settings, db, tmp_path
+):
     big = tmp_path / "big.json"
     big.write_text(json.dumps([{"title": f"Small entry {n:08d}"} for n in range(ENTRIES)]))
     sid, pid = add_subscriber(db, settings), add_paper(db)
@@ -69,5 +71,7 @@ def test_votes_during_a_big_ingest_in_another_process_all_answer_2xx_within_a_se
         stored = session.scalar(select(func.count()).select_from(Feedback))
     assert ingest.returncode == 0 and (file.status, file.papers_new) == ("ingested", ENTRIES)
     assert len(answers) > 20 and {status for status, _ in answers} == {200} and stored == len(answers)
-    assert max(seconds for _, seconds in answers) < 1.0, sorted(s for _, s in answers)[-5:]
+    # The bug was votes hanging 90 s or failing "database is locked"; a vote's time also holds the machine's
+    # load (1.3 s seen with benchmarks running), so the bound on the lock itself is the probe's.
+    assert max(seconds for _, seconds in answers) < 5.0, sorted(s for _, s in answers)[-5:]
     assert probe.longest < 1.0
