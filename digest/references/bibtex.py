@@ -8,11 +8,13 @@ key, or an entry with neither title nor identifier is bad, named with its line.
 
 from __future__ import annotations
 
+from functools import partial
+
 import bibtexparser
 from bibtexparser import middlewares
 from bibtexparser.model import DuplicateBlockKeyBlock, Entry
 
-from digest.references.entries import LibraryError, Reference
+from digest.references.entries import Reference, gathered
 
 _IDENTIFIERS = ("eprint", "arxiv", "arxivid", "doi", "url", "journal", "note", "howpublished")
 
@@ -20,15 +22,7 @@ _IDENTIFIERS = ("eprint", "arxiv", "arxivid", "doi", "url", "journal", "note", "
 def parse_bibtex(text: str) -> list[Reference]:
     library = bibtexparser.parse_string(text, append_middleware=[middlewares.LatexDecodingMiddleware()])
     problems = [_failed(block) for block in library.failed_blocks]
-    references: list[Reference] = []
-    for entry in library.entries:
-        try:
-            references.append(_reference(entry))
-        except LibraryError as exc:
-            problems += exc.problems
-    if problems:
-        raise LibraryError(problems)
-    return references
+    return gathered((partial(_reference, entry) for entry in library.entries), problems)
 
 
 def _reference(entry: Entry) -> Reference:

@@ -5,25 +5,17 @@ arXiv preprints, ``number`` ("arXiv:2401.12345"). Read with the standard library
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
-from digest.references.entries import LibraryError, Reference
+from digest.references.entries import LibraryError, Reference, gathered
 
 _IDENTIFIERS = ("DOI", "number", "URL", "archive_location", "note", "container-title", "eprint")
 
 
 def parse_csl_json(text: str) -> list[Reference]:
     items = _items(text)
-    problems: list[str] = []
-    references: list[Reference] = []
-    for index, item in enumerate(items, start=1):
-        try:
-            references.append(_reference(item, index))
-        except LibraryError as exc:
-            problems += exc.problems
-    if problems:
-        raise LibraryError(problems)
-    return references
+    return gathered(partial(_reference, item, index) for index, item in enumerate(items, start=1))
 
 
 def _items(text: str) -> list[Any]:

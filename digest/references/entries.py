@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from digest.ingest.normalise import arxiv_id, arxiv_id_of_doi, clean_text, doi, title_key
@@ -25,6 +25,20 @@ class LibraryError(ValueError):
         self.problems = problems
         shown = "; ".join(problems[:5]) + (f"; … and {len(problems) - 5} more" if len(problems) > 5 else "")
         super().__init__(shown)
+
+
+def gathered(readers: Iterable[Callable[[], Reference]], problems: Sequence[str] = ()) -> list[Reference]:
+    """Each entry's reference, read by its reader; LibraryError naming every bad entry (after ``problems``
+    found before) if any is bad: a file is used whole or not at all."""
+    found, references = list(problems), []
+    for read in readers:
+        try:
+            references.append(read())
+        except LibraryError as exc:
+            found += exc.problems
+    if found:
+        raise LibraryError(found)
+    return references
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,12 @@ short is bad, naming the record."""
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Any
 
 import rispy
 
-from digest.references.entries import LibraryError, Reference
+from digest.references.entries import LibraryError, Reference, gathered
 
 _TAG = re.compile(r"^([A-Z][A-Z0-9])  - ?")
 _IDENTIFIERS = ("doi", "urls", "url", "notes", "number", "note", "custom1", "accession_number")
@@ -20,16 +21,9 @@ _ABSTRACTS = ("abstract", "notes_abstract")
 def parse_ris(text: str) -> list[Reference]:
     starts = _unclosed_records(text)
     records = rispy.loads(text)
-    problems: list[str] = []
-    references: list[Reference] = []
-    for index, record in enumerate(records, start=1):
-        try:
-            references.append(_reference(record, index, starts))
-        except LibraryError as exc:
-            problems += exc.problems
-    if problems:
-        raise LibraryError(problems)
-    return references
+    return gathered(
+        partial(_reference, record, index, starts) for index, record in enumerate(records, start=1)
+    )
 
 
 def _unclosed_records(text: str) -> list[int]:
