@@ -15,6 +15,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from pathlib import Path
+
+from common import TEST_SECRET
 
 # What the server does with one message, chosen per (recipient, how many times it was offered before):
 OK = "ok"  # store, answer 250
@@ -170,3 +173,15 @@ async def _stop(listener: asyncio.Server) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def smtp_environment(data_dir: Path, server: FaultySmtp, timeout: int | None = None) -> dict[str, str]:
+    """The settings a ``digest`` process needs to send through ``server`` (its environment)."""
+    return {
+        "DIGEST_DATA_DIR": str(data_dir),
+        "DIGEST_SECRET_KEY": TEST_SECRET,
+        "DIGEST_BASE_URL": "http://digest.test",  # real mail is refused while links would be guessed
+        "DIGEST_SMTP_HOST": server.host,
+        "DIGEST_SMTP_PORT": str(server.port),
+        "DIGEST_SMTP_SECURITY": "none",
+    } | ({"DIGEST_SMTP_TIMEOUT": str(timeout)} if timeout is not None else {})

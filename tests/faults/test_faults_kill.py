@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 from common import TEST_SECRET
 from deliver_support import add_papers
-from fault_support import LATE, always, faulty_smtp
+from fault_support import LATE, always, faulty_smtp, smtp_environment
 from sqlalchemy import select
 
 from digest.cli import main
@@ -27,18 +27,6 @@ from digest.subscribers import create_subscriber
 
 RECIPIENTS = [f"k{n}@example.org" for n in range(10)]
 KILLS = 4
-
-
-def environment(data_dir, server) -> dict[str, str]:
-    return {
-        "DIGEST_DATA_DIR": str(data_dir),
-        "DIGEST_SECRET_KEY": TEST_SECRET,
-        "DIGEST_BASE_URL": "http://digest.test",  # real mail is refused while links would be guessed
-        "DIGEST_SMTP_HOST": server.host,
-        "DIGEST_SMTP_PORT": str(server.port),
-        "DIGEST_SMTP_SECURITY": "none",
-        "DIGEST_SMTP_TIMEOUT": "5",
-    }
 
 
 def digest_send(env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -61,7 +49,7 @@ def sending(process: subprocess.Popen[bytes], server, timeout: float = 60) -> No
 def test_kill_9_at_random_moments_then_restart_never_sends_twice_or_loses_silently(data_dir, seed):
     rng = random.Random(seed)
     with faulty_smtp(always(LATE), late_seconds=0.2) as server:  # every message: stored, 250 after 0.2 s
-        env = environment(data_dir, server)
+        env = smtp_environment(data_dir, server, timeout=5)
         settings = load_settings(data_dir=data_dir, secret_key=TEST_SECRET)
         db = Database(settings, migrate=True)
         with db.session() as session:

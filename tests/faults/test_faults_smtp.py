@@ -19,6 +19,7 @@ from fault_support import (
     always,
     faulty_smtp,
     first_time,
+    smtp_environment,
 )
 from sqlalchemy import select
 
@@ -118,14 +119,7 @@ def test_a_permanent_refusal_is_not_retried_by_reruns_the_same_day(db, data_dir)
     with faulty_smtp(always(REFUSED)) as server:
         settings = mail_settings(data_dir, server)
         (sid,) = list(subscribe_all(db, settings, seen=utcnow()))[:1]
-        env = {
-            "DIGEST_DATA_DIR": str(data_dir),
-            "DIGEST_SECRET_KEY": TEST_SECRET,
-            "DIGEST_BASE_URL": "http://digest.test",  # real mail is refused while links would be guessed
-            "DIGEST_SMTP_HOST": server.host,
-            "DIGEST_SMTP_PORT": str(server.port),
-            "DIGEST_SMTP_SECURITY": "none",
-        }
+        env = smtp_environment(data_dir, server)
         results = [CliRunner().invoke(main, ["send", "--subscriber", str(sid)], env=env) for _ in range(5)]
         offered = sum(server.offered.values())
     assert offered == 1 and all(r.exit_code == 1 for r in results)  # failed, each time: said why
